@@ -1,0 +1,64 @@
+# Two commands do all the set-up: `make reproduce` and `make test` (each creates .venv first if needed).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= tiny
+# Optional: a PyTorch wheel index for the torch build (e.g. https://download.pytorch.org/whl/cpu on a
+# CPU-only laptop, to avoid PyPI's multi-GB CUDA build). Empty: PyPI's build (CUDA on Linux).
+TORCH_INDEX ?=
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements.lock)
+# The public CMKP files: ../shared/data/cmkp when it is there (CI), else downloaded on first use.
+CMKP_DIR ?= $(wildcard $(abspath ../shared/data/cmkp))
+ifneq ($(CMKP_DIR),)
+export MMKP_CMKP_DIR ?= $(CMKP_DIR)
+endif
+export TOKENIZERS_PARALLELISM := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup test test-fast reproduce lab lock bench clean help
+
+help:
+	@echo "make reproduce   run every notebook on profile $(PROFILE) -> results/$(PROFILE)/ (PROFILE=paper-qwen2vl-2b on a GPU)"
+	@echo "make test        run the tests (unit, notebooks on the tiny profile)"
+	@echo "make setup       create $(VENV) with the pinned environment (done by the two above when needed)"
+	@echo "make lab         open the notebooks in JupyterLab with the project's kernel"
+	@echo "make bench       the benchmark scripts (scoring speed, batched generation, overlap scale)"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version' 
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION); fi
+	$(PY) -m pip install -r requirements.lock
+	$(PY) -m pip install --no-deps -e .
+	@touch $(STAMP)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not notebooks"
+
+reproduce: setup
+	$(VENV)/bin/mmkp-run --profile $(PROFILE)
+
+lab: setup
+	$(PY) -m jupyter lab --notebook-dir=notebooks
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(PY) -m mmkp_helpers.bench.score_speed
+	HF_HUB_OFFLINE=1 $(PY) -m mmkp_helpers.bench.batch_generation
+
+# Regenerate the exact pins from pyproject.toml's ranges in a scratch environment.
+lock:
+	rm -rf /tmp/mmkp-lock && $(PYTHON) -m venv /tmp/mmkp-lock
+	@if [ -n "$(TORCH_INDEX)" ]; then /tmp/mmkp-lock/bin/pip install --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION); fi
+	/tmp/mmkp-lock/bin/pip install -e '.[test,lab]'
+	{ sed -n '1,/^[^#]/{/^#/p}' requirements.lock; /tmp/mmkp-lock/bin/pip freeze --exclude-editable | sed 's/+cpu$$//;s/+cu[0-9]*$$//'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,258 @@
+"""Prompt templates, training-target serialization, and parsing a generation back into keyphrases.
+
+Three things live here, all plain text (no tokenizer, no model):
+
+1. **Templates** (:data:`TEMPLATES`): how the user turn asks for keyphrases. Named variants:
+
+   ============== ===================================================================== =====
+   name           what the model sees                                                   image
+   ============== ===================================================================== =====
+   ``direct``     post text + image wordings + OCR, "answer with the keyphrases"        yes
+   ``think``      the same, "think step by step in <think>...</think>, then answer"     yes
+   ``text_only``  post text only (no image, and none of the image-derived wordings/OCR)  no
+   ``image_only`` the image + its wordings and OCR, no post text                         yes
+   ============== ===================================================================== =====
+
+   An example without an image (``Example.image is None``) never gets image content, whatever
+   the template: its wordings and OCR are then all the model knows about the picture.
+
+2. **Targets** for supervised fine-tuning: direct ``"kp1; kp2; kp3"`` and chain-of-thought
+   ``"<think>{rationale}</think>\\nkp1; kp2; kp3"`` (LLaMA-Factory's CoT convention), and the
+   Qwen2-VL chat messages that carry them (:func:`build_messages`).
+
+3. **Parsing** (:func:`parse_generation`): a tolerant reader from whatever a model wrote to a
+   ranked keyphrase list, plus the reasoning if there was any. It never raises; output it
+   cannot read becomes ``[]`` with ``parse_ok=False`` so callers can count failures.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from .data import Example
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+TARGET_SEPARATOR = "; "
+
+
+# --------------------------------------------------------------------------------------------
+# Templates
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PromptTemplate:
+    """One way of asking for keyphrases.
+
+    - ``use_image``: attach the example's image (when it has one).
+    - ``use_text``: include the post text.
+    - ``use_attributes`` / ``use_ocr``: include the image wordings / the text read from the image
+      (when the example has them).
+    - ``reasoning``: the instruction asks for step-by-step reasoning before the answer.
+    - ``instruction`` / ``answer_format``: the first and last sentences of the user turn;
+      ``{max_keyphrases}`` in ``answer_format`` is filled in.
+    """
+    name: str
+    instruction: str
+    answer_format: str
+    use_image: bool = True
+    use_text: bool = True
+    use_attributes: bool = True
+    use_ocr: bool = True
+    reasoning: bool = False
+
+    def user_text(self, example: Example, max_keyphrases: int = 5) -> str:
+        """The text part of the user turn for ``example``."""
+        lines = [self.instruction]
+        if self.use_text:
+            lines.append(f"Post: {example.text.strip()}")
+        if self.use_attributes and example.attributes:
+            lines.append("Image wordings: " + ", ".join(a.strip() for a in example.attributes if a.strip()))
+        if self.use_ocr and example.ocr and example.ocr.strip():
+            lines.append(f"Text in the image: {example.ocr.strip()}")
+        lines.append(self.answer_format.format(max_keyphrases=max_keyphrases))
+        return "\n".join(lines)
+
+    def wants_image(self, example: Example) -> bool:
+        """Whether the user turn of ``example`` carries its image."""
+        return self.use_image and example.image is not None
+
+
+_DIRECT_INSTRUCTION = "Predict the keyphrases (hashtags) of this social media post."
+_DIRECT_ANSWER = ("Answer with at most {max_keyphrases} keyphrases, most relevant first, separated by "
+                  "semicolons, and nothing else.")
+_THINK_ANSWER = ("Think step by step about what the post and its image are about, writing your reasoning "
+                 "between <think> and </think>. After </think>, write at most {max_keyphrases} keyphrases, "
+                 "most relevant first, separated by semicolons.")
+
+TEMPLATES: dict[str, PromptTemplate] = {
+    t.name: t for t in [
+        PromptTemplate("direct", _DIRECT_INSTRUCTION, _DIRECT_ANSWER),
+        PromptTemplate("think", _DIRECT_INSTRUCTION, _THINK_ANSWER, reasoning=True),
+        PromptTemplate("text_only", _DIRECT_INSTRUCTION, _DIRECT_ANSWER,
+                       use_image=False, use_attributes=False, use_ocr=False),
+        PromptTemplate("image_only", "Predict the keyphrases (hashtags) of the social media post this image "
+                       "belongs to.", _DIRECT_ANSWER, use_text=False),
+    ]
+}
+ZERO_SHOT_VARIANTS = ("direct", "think")      # prompting strategies
+MODALITY_ABLATIONS = ("text_only", "image_only")  # what the model may see
+
+
+def get_template(prompt: str | PromptTemplate) -> PromptTemplate:
+    """A template by name (see :data:`TEMPLATES`), or the template itself."""
+    if isinstance(prompt, PromptTemplate):
+        return prompt
+    try:
+        return TEMPLATES[prompt]
+    except KeyError:
+        raise ValueError(f"unknown prompt {prompt!r}; choose one of {sorted(TEMPLATES)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Targets and messages
+# --------------------------------------------------------------------------------------------
+def direct_target(keyphrases: list[str]) -> str:
+    """The direct SFT target: ``"kp1; kp2; kp3"`` (the gold order, which ranks them)."""
+    return TARGET_SEPARATOR.join(k.strip() for k in keyphrases if k.strip())
+
+
+def cot_target(rationale: str, keyphrases: list[str]) -> str:
+    """The chain-of-thought SFT target: ``"<think>{rationale}</think>\\nkp1; kp2; kp3"``."""
+    return f"{THINK_OPEN}{rationale.strip()}{THINK_CLOSE}\n{direct_target(keyphrases)}"
+
+
+def serialize_target(keyphrases: list[str], rationale: str | None = None) -> str:
+    """:func:`cot_target` when a rationale is given, else :func:`direct_target`."""
+    return direct_target(keyphrases) if rationale is None else cot_target(rationale, keyphrases)
+
+
+def build_messages(example: Example, prompt: str | PromptTemplate = "direct", target: str | None = None,
+                   max_keyphrases: int = 5) -> list[dict]:
+    """The conversation in the Qwen2-VL chat format.
+
+    ``[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ...}]}]`` and,
+    when ``target`` is given, ``{"role": "assistant", "content": [{"type": "text", "text": target}]}``.
+    The image entry is a placeholder (the processor receives the image itself); it is present
+    only when the template uses images and the example has one."""
+    template = get_template(prompt)
+    content: list[dict] = []
+    if template.wants_image(example):
+        content.append({"type": "image"})
+    content.append({"type": "text", "text": template.user_text(example, max_keyphrases=max_keyphrases)})
+    messages = [{"role": "user", "content": content}]
+    if target is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": target}]})
+    return messages
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Parsed:
+    """What :func:`parse_generation` read: the reasoning (``None`` without a think block or a
+    reasoning preamble), the keyphrases in order, and whether anything could be read."""
+    reasoning: str | None
+    keyphrases: list[str] = field(default_factory=list)
+    parse_ok: bool = False
+
+
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>")
+_THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.S | re.I)
+# "Keyphrases:", "**Hashtags**:", "Final answer -", ... at the start of a line.
+_LABEL = re.compile(
+    r"^[ \t>*_#]*(?:final\s+|predicted\s+|the\s+)?(?:key\s*phrases?|hashtags?|keywords?|tags?|answer)"
+    r"[ \t*_]*(?:[:：]|\s-\s)[ \t*_]*", re.I | re.M)
+_ITEM_PREFIX = re.compile(r"^\s*(?:[-*•·‣▪►–—]+\s*|\(?\d{1,2}[.)]\s*|\(?[a-z][.)]\s+)+", re.I)
+_INLINE_NUMBERING = re.compile(r"(?:^|\s)\(?\d{1,2}[.)]\s+")
+_HASHTAG = re.compile(r"#(\w[\w'-]*)", re.U)
+_STRIP = " \t\r\n\"'`“”‘’«»[](){}<>*_.:!?,;|"
+
+
+def _clean_item(item: str) -> str:
+    """One keyphrase candidate -> its normal form (``""`` when nothing is left)."""
+    item = _ITEM_PREFIX.sub("", item)
+    item = item.strip(_STRIP)
+    item = item.replace("#", " ")
+    item = re.sub(r"\s+", " ", item).strip(_STRIP)
+    return item.lower()
+
+
+def _split_items(answer: str) -> list[str]:
+    """Split an answer into keyphrase candidates: by ``;`` ``,`` and newlines, by inline
+    numbering ("1. a 2. b"), and a run of hashtags ("#a #b") into one item per hashtag."""
+    answer = answer.strip()
+    if answer.startswith("[") and answer.endswith("]"):  # a JSON/Python-looking list
+        answer = answer[1:-1]
+    if len(_INLINE_NUMBERING.findall(answer)) >= 2:
+        answer = _INLINE_NUMBERING.sub("\n", answer)
+    items: list[str] = []
+    for chunk in re.split(r"[;,\n；，、]+", answer):
+        tags = _HASHTAG.findall(chunk)
+        if len(tags) >= 2 and not _HASHTAG.sub("", chunk).strip(_STRIP):
+            items.extend(tags)  # "#BlueJays #MLB" -> two keyphrases
+        else:
+            items.append(chunk)
+    return items
+
+
+def parse_generation(text: str, max_keyphrases: int = 10, max_words: int | None = 8) -> Parsed:
+    """Read a model's output as ``Parsed(reasoning, keyphrases, parse_ok)``.
+
+    Understood: a ``<think>...</think>`` block (also one that was never closed, e.g. cut by the
+    token limit), a reasoning preamble ended by a ``Keyphrases:``/``Hashtags:``/``Answer:`` line
+    (the last such label wins), separators ``;`` ``,`` and newlines, numbering ("1." "2)"),
+    bullets ("-" "*" "•"), quotes, brackets, markdown emphasis and hashtags ("#BlueJays" ->
+    "bluejays"). Keyphrases are lower-cased, duplicates dropped keeping the first, items longer
+    than ``max_words`` words dropped (sentences, not keyphrases), and the list cut at
+    ``max_keyphrases``. Never raises: unreadable output gives ``[]`` and ``parse_ok=False``."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    text = _SPECIAL_TOKEN.sub("", text)
+    reasoning: str | None = None
+
+    blocks = _THINK_BLOCK.findall(text)
+    if blocks:
+        reasoning = "\n".join(b.strip() for b in blocks).strip()
+        answer = text[text.lower().rfind(THINK_CLOSE) + len(THINK_CLOSE):]
+    elif THINK_OPEN in text.lower():
+        # An unclosed block: everything after <think> is reasoning unless a label line ends it.
+        after = text[text.lower().find(THINK_OPEN) + len(THINK_OPEN):]
+        labels = list(_LABEL.finditer(after))
+        if not labels:
+            return Parsed(reasoning=after.strip() or None, keyphrases=[], parse_ok=False)
+        reasoning = after[:labels[-1].start()].strip()
+        answer = after[labels[-1].end():]
+    elif THINK_CLOSE in text.lower():
+        # A closing tag without an opening one (the opening was prefilled in the prompt).
+        cut = text.lower().rfind(THINK_CLOSE)
+        reasoning = text[:cut].strip()
+        answer = text[cut + len(THINK_CLOSE):]
+    else:
+        answer = text
+    answer = answer.replace(THINK_CLOSE, " ").replace(THINK_OPEN, " ")
+
+    labels = list(_LABEL.finditer(answer))
+    if labels:
+        preamble = answer[:labels[-1].start()].strip()
+        if preamble:
+            reasoning = f"{reasoning}\n{preamble}".strip() if reasoning else preamble
+        answer = answer[labels[-1].end():]
+
+    keyphrases: list[str] = []
+    seen: set[str] = set()
+    for item in _split_items(answer):
+        kp = _clean_item(item)
+        if not kp or kp in seen or (max_words is not None and len(kp.split()) > max_words):
+            continue
+        seen.add(kp)
+        keyphrases.append(kp)
+        if len(keyphrases) >= max_keyphrases:
+            break
+    return Parsed(reasoning=reasoning or None, keyphrases=keyphrases, parse_ok=bool(keyphrases))
+
+
+def with_options(template: str | PromptTemplate, **changes) -> PromptTemplate:
+    """A copy of a template with some fields changed, e.g. ``with_options("direct", use_ocr=False,
+    name="direct_no_ocr")`` (for further ablations without editing :data:`TEMPLATES`)."""
+    return replace(get_template(template), **changes)

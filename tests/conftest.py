@@ -1,0 +1,38 @@
+"""Shared test set-up: no network, the real CMKP files from ../shared, one tiny model per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before anything imports huggingface_hub/transformers: no test may touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# The public CMKP files; CI has ../shared beside the clone. MMKP_CMKP_DIR overrides.
+os.environ.setdefault("MMKP_CMKP_DIR", str((ROOT.parent / "shared" / "data" / "cmkp").resolve()))
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def cmkp_dir() -> Path:
+    path = Path(os.environ["MMKP_CMKP_DIR"])
+    if not (path / "tw_mm_s1" / "test_src.txt").exists():
+        pytest.fail(f"CMKP files not found in {path}: set MMKP_CMKP_DIR to the folder of the public CMKP files")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2-VL folder (real tokenizer), built once per test session."""
+    from mmkp_helpers.modeling import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("models") / "tiny-qwen2_vl", family="qwen2_vl", seed=0)
