@@ -192,9 +192,12 @@ def load_processor(name_or_path: str, min_pixels: int | None = None, max_pixels:
 # The tiny model
 # --------------------------------------------------------------------------------------------
 @dataclass
-class TinySize:
-    """Sizes of the tiny model. bitsandbytes' CPU path needs every Linear's in_features to be a
-    multiple of 64 and out_features a multiple of 32; these defaults respect that."""
+class VLMSize:
+    """Sizes of a randomly initialised Qwen2-VL-family model.
+
+    bitsandbytes' CPU path needs every Linear's in_features to be a multiple of 64 and
+    out_features a multiple of 32; :meth:`check` enforces that. The defaults are the tiny model;
+    :data:`QWEN2_VL_2B` is the real Qwen2-VL-2B-Instruct architecture (its public config)."""
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
@@ -203,6 +206,7 @@ class TinySize:
     vision_depth: int = 2
     vision_width: int = 64
     vision_heads: int = 2
+    vision_mlp_ratio: int = 2
     min_pixels: int = 28 * 28 * 4
     max_pixels: int = 28 * 28 * 16
 
@@ -217,6 +221,14 @@ class TinySize:
             raise ValueError(f"head_dim={head_dim} must be a multiple of 8 (mrope sections)")
 
 
+TinySize = VLMSize  # the default sizes are the tiny model
+# Qwen/Qwen2-VL-2B-Instruct's config.json: 28 layers, hidden 1536, 12 heads / 2 KV heads,
+# MLP 8960; vision tower 32 blocks of width 1280, 16 heads, MLP ratio 4; 56*56..28*28*1280 pixels.
+QWEN2_VL_2B = VLMSize(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960,
+                      vision_depth=32, vision_width=1280, vision_heads=16, vision_mlp_ratio=4,
+                      min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
+
+
 def _mrope_section(head_dim: int) -> list[int]:
     half = head_dim // 2  # temporal, height, width sections sum to head_dim / 2
     t = half // 4
@@ -225,17 +237,18 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 
 def build_tiny_vlm(path: str | os.PathLike, family: str = "qwen2_vl", seed: int = 0,
-                   size: TinySize | None = None) -> Path:
+                   size: VLMSize | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Path:
     """Write a complete, randomly initialised VLM folder that ``load_vlm(path)`` loads.
 
     The folder holds the config, random weights (safetensors), the real Qwen tokenizer with the
     real special tokens and chat template, and an image processor with a small pixel budget.
-    The architecture is the real one (Qwen2-VL or Qwen2.5-VL), only narrower and shallower."""
+    The architecture is the real one (Qwen2-VL or Qwen2.5-VL), only narrower and shallower; with
+    ``size=QWEN2_VL_2B`` (built on ``device="cuda"`` in bf16, say) it is full-size, for benchmarks."""
     from transformers import Qwen2VLImageProcessor
 
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
-    size = size or TinySize()
+    size = size or VLMSize()
     size.check()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -258,18 +271,24 @@ def build_tiny_vlm(path: str | os.PathLike, family: str = "qwen2_vl", seed: int 
         from transformers import Qwen2VLConfig as Config
         from transformers import Qwen2VLForConditionalGeneration as Model
         vision = dict(depth=size.vision_depth, embed_dim=size.vision_width, hidden_size=size.hidden_size,
-                      num_heads=size.vision_heads, mlp_ratio=2, patch_size=14, spatial_merge_size=2,
+                      num_heads=size.vision_heads, mlp_ratio=size.vision_mlp_ratio, patch_size=14, spatial_merge_size=2,
                       temporal_patch_size=2, in_channels=3)
     else:
         from transformers import Qwen2_5_VLConfig as Config
         from transformers import Qwen2_5_VLForConditionalGeneration as Model
         vision = dict(depth=size.vision_depth, hidden_size=size.vision_width, out_hidden_size=size.hidden_size,
-                      intermediate_size=size.vision_width * 2, num_heads=size.vision_heads, patch_size=14,
+                      intermediate_size=size.vision_width * size.vision_mlp_ratio, num_heads=size.vision_heads, patch_size=14,
                       spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=112,
                       fullatt_block_indexes=[size.vision_depth - 1])
     config = Config(text_config=text, vision_config=vision, **common)
     torch.manual_seed(seed)
-    model = Model(config).eval()
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = Model(config).eval()
+    finally:
+        torch.set_default_dtype(previous_dtype)
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(path)

@@ -1,0 +1,1 @@
+"""Benchmark scripts (``python -m mmkp_helpers.bench.<name>``); each prints one JSON object."""
