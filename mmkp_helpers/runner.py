@@ -141,28 +141,32 @@ def plan(profile: Profile, only: list[str] | None = None, results_dir: str | Non
 
 
 def _failure_message(nb: Path, output: Path, err: Exception) -> str:
-    """Name the failing notebook, cell and error, and where the executed copy is."""
-    cell = getattr(err, "exec_count", None)
+    """Name the failing notebook, cell and error, and where the executed copy is.
+
+    The cell number is the failing cell's position in the source notebook (0-based, counting
+    markdown cells), which is what a reader finds when opening ``notebooks/NN_*.ipynb``."""
+    import nbformat
+
+    count = getattr(err, "exec_count", None)
     ename = getattr(err, "ename", type(err).__name__)
     evalue = getattr(err, "evalue", str(err))
-    cell_index = None
+    failing_source, cell_index = None, None
     try:
-        import nbformat
-
         executed = nbformat.read(str(output), as_version=4)
-        for i, c in enumerate(executed.cells):
+        for c in executed.cells:
             if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", [])):
-                cell_index = i
-                source_head = c.source.strip().splitlines()[0] if c.source.strip() else ""
+                failing_source = c.source
                 break
+        source = nbformat.read(str(nb), as_version=4)
+        cell_index = next((i for i, c in enumerate(source.cells) if c.source == failing_source), None)
     except Exception:  # the executed copy may not exist if the kernel never started
-        source_head = ""
+        pass
     where = f"cell #{cell_index}" if cell_index is not None else "a cell"
-    if cell is not None:
-        where += f" (execution count {cell})"
+    if count is not None:
+        where += f" (execution count {count})"
     lines = [f"FAILED: {nb.name}, {where}: {ename}: {evalue}".rstrip()]
-    if cell_index is not None and source_head:
-        lines.append(f"  cell starts: {source_head[:100]}")
+    if failing_source and failing_source.strip():
+        lines.append(f"  cell starts: {failing_source.strip().splitlines()[0][:100]}")
     lines.append(f"  executed copy with the traceback: {output}")
     return "\n".join(lines)
 
