@@ -1,0 +1,243 @@
+"""The synthetic benchmark: determinism, and every property its design promises."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmkp_helpers.data import read_jsonl, read_keyphrase_list
+from mmkp_helpers.metrics import score_examples
+from mmkp_helpers.synthetic import COLOURS, EVENTS, SCENES, TOPICS, SyntheticConfig, generate, make_synthetic
+from mmkp_helpers.text import present_in_text
+
+NEAR_DUP = 0.5  # the design's near-duplicate threshold on word-bigram Jaccard
+
+
+def tree_hash(folder: Path) -> str:
+    """One SHA-256 over every file's relative path and bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic") / "seed0"
+    make_synthetic(out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def splits(bench) -> dict:
+    return {name: read_jsonl(bench / f"{name}.jsonl") for name in ("train", "valid", "test", "test_clean")}
+
+
+# ------------------------------------------------------------------ determinism
+def test_same_seed_same_bytes(bench, tmp_path):
+    again = make_synthetic(tmp_path / "again", seed=0)
+    assert set(again) == {"train", "valid", "test", "test_clean"}
+    assert tree_hash(tmp_path / "again") == tree_hash(bench)
+    make_synthetic(tmp_path / "other", seed=1, n_train=60, n_valid=10, n_test=20)
+    assert (tmp_path / "other" / "train.jsonl").read_bytes()[:2000] != (bench / "train.jsonl").read_bytes()[:2000]
+
+
+def test_in_memory_generation_matches_files(splits):
+    mem = generate(seed=0)
+    for name, examples in splits.items():
+        assert [(e.id, e.text, e.keyphrases) for e in mem[name]] == [(e.id, e.text, e.keyphrases) for e in examples]
+
+
+# ------------------------------------------------------------------ sizes and files
+def test_sizes_and_files(bench, splits):
+    manifest = json.loads((bench / "manifest.json").read_text())
+    assert {k: len(v) for k, v in splits.items()} == {"train": 600, "valid": 100, "test": 150, "test_clean": 150}
+    assert manifest["counts"] == {k: len(v) for k, v in splits.items()}
+    assert manifest["variants"]["clean"]["test"] == "test_clean"
+    assert len({e.id for part in splits.values() for e in part}) == 600 + 100 + 150 + 45
+    for part in splits.values():
+        for ex in part:
+            assert 4 <= len(ex.text.split()) <= 20
+            assert ex.image and Path(ex.image).is_file()
+    assert read_keyphrase_list(bench / "train_keyphrases.txt") == sorted({kp for e in splits["train"] for kp in e.keyphrases})
+
+
+def test_images_carry_the_cues(splits):
+    """The background colour is the scene's, the centre the shape's (up to the small jitter)."""
+    def close(pixel, rgb, tol):
+        return all(abs(a - b) <= tol for a, b in zip(pixel, rgb))
+
+    for ex in splits["test"][:60]:
+        img = Image.open(ex.image)
+        assert img.format == "PNG" and img.size == (112, 112) and img.mode == "RGB"
+        assert not img.info  # no metadata, no timestamps
+        truth = ex.meta["truth"]
+        corner = img.getpixel((2, 2))
+        centre = img.getpixel((56, 56))
+        background = SCENES[truth["scene"]][0] if truth["scene"] else (128, 128, 128)
+        assert close(corner, background, 8)
+        assert close(centre, COLOURS[truth["colour"]], 12) if truth["colour"] else close(centre, background, 8)
+
+
+# ------------------------------------------------------------------ keyphrase kinds
+def test_kind_shares_within_bounds(bench, splits):
+    expected = SyntheticConfig().expected_kind_shares()
+    assert expected["present"] == pytest.approx(1.3 / 3.0)
+    manifest = json.loads((bench / "manifest.json").read_text())
+    for name, examples in splits.items():
+        counts = {"present": 0, "image": 0, "text+image": 0}
+        for ex in examples:
+            assert set(ex.meta["kinds"]) == set(ex.keyphrases)
+            for kp in ex.keyphrases:
+                counts[ex.meta["kinds"][kp]] += 1
+        total = sum(counts.values())
+        tolerance = 0.04 if name == "train" else 0.07
+        for kind, share in expected.items():
+            assert abs(counts[kind] / total - share) <= tolerance, (name, kind, counts[kind] / total)
+            assert manifest["kind_shares"][name][kind] == pytest.approx(counts[kind] / total, abs=1e-4)
+
+
+def test_kinds_follow_their_rules(splits):
+    for examples in splits.values():
+        for ex in examples:
+            words = set(ex.text.split())
+            truth = ex.meta["truth"]
+            for kp, kind in ex.meta["kinds"].items():
+                if kind == "present":
+                    assert present_in_text(kp, ex.text) and kp in (truth["topic"], truth["event"])
+                else:  # image-only and text+image keyphrases are never in the text
+                    assert not present_in_text(kp, ex.text)
+                if kind == "image":
+                    assert kp == truth["scene"] and kp not in words
+                if kind == "text+image":
+                    colour, topic = kp.split()
+                    assert (colour, topic) == (truth["colour"], truth["topic"])
+                    assert colour not in words and topic in words
+            # no scene or colour word appears in any text
+            assert not words & (set(SCENES) | set(COLOURS))
+            # the ground truth a teacher needs: one cue per keyphrase
+            assert [c["keyphrase"] for c in ex.meta["cues"]] == ex.keyphrases
+
+
+def test_unseen_test_keyphrases_are_made_of_seen_words(bench, splits):
+    seen = {kp for ex in splits["train"] for kp in ex.keyphrases}
+    seen_words = {w for kp in seen for w in kp.split()}
+    heldout = json.loads((bench / "manifest.json").read_text())["heldout_combos"]
+    assert heldout and not set(heldout) & seen
+    for name in ("test", "test_clean", "valid"):
+        unseen = [kp for ex in splits[name] for kp in ex.keyphrases if kp not in seen]
+        assert len(set(unseen)) >= 4, name
+        assert set(unseen) <= set(heldout)
+        assert all(set(kp.split()) <= seen_words for kp in unseen)
+    total = sum(len(ex.keyphrases) for ex in splits["test_clean"])
+    unseen_clean = sum(kp not in seen for ex in splits["test_clean"] for kp in ex.keyphrases)
+    assert 0.03 <= unseen_clean / total <= 0.15
+    # every topic, colour, scene and event is seen in training
+    assert {w for w in seen_words} >= set(TOPICS) | set(COLOURS) | set(SCENES) | set(EVENTS)
+
+
+# ------------------------------------------------------------------ original vs clean overlap
+def _bigrams(text: str) -> set:
+    words = text.lower().split()
+    return {tuple(words[i:i + 2]) for i in range(len(words) - 1)}
+
+
+def _max_jaccard(text: str, train_bigrams: list[set]) -> float:
+    a = _bigrams(text)
+    return max(len(a & b) / len(a | b) for b in train_bigrams)
+
+
+def test_original_split_overlaps_and_clean_does_not(splits):
+    train = {ex.id: ex for ex in splits["train"]}
+    train_bigrams = [_bigrams(ex.text) for ex in splits["train"]]
+    original = [(ex, _max_jaccard(ex.text, train_bigrams)) for ex in splits["test"]]
+    near = [ex for ex, j in original if j >= NEAR_DUP]
+    assert len(near) >= 0.25 * len(splits["test"])
+    for ex in near:  # each near-duplicate copies a training post's keyphrases
+        source = train[ex.meta["near_duplicate_of"]]
+        assert ex.keyphrases == source.keyphrases and ex.text != source.text
+    assert {ex.id for ex in near} == {ex.id for ex in splits["test"] if "near_duplicate_of" in ex.meta}
+    assert all(_max_jaccard(ex.text, train_bigrams) < NEAR_DUP for ex in splits["test_clean"])
+    assert all(_max_jaccard(ex.text, train_bigrams) < NEAR_DUP for ex in splits["valid"])
+    # the two variants share their fresh posts: the difference is exactly the near-duplicates
+    clean_ids = {ex.id for ex in splits["test_clean"]}
+    assert {ex.id for ex in splits["test"]} - clean_ids == {ex.id for ex in near}
+
+
+# ------------------------------------------------------------------ it scores, and the words are Qwen tokens
+def test_oracle_scores_one_and_kind_subsets(splits, bench):
+    test = splits["test_clean"]
+    result = score_examples([ex.keyphrases for ex in test], test,
+                            train_keyphrases=read_keyphrase_list(bench / "train_keyphrases.txt"))
+    for subset in ("all", "present", "absent", "unseen", "image", "text+image", "kind:present"):
+        assert result[subset]["F1@M"] == pytest.approx(1.0) and result[subset]["MAP@5"] == pytest.approx(1.0)
+    # a text-only guess (topic, event, and the most common colour and scene) stays far below
+    guess = [[w for w in (ex.meta["truth"]["topic"], ex.meta["truth"]["event"]) if w]
+             + [f"red {ex.meta['truth']['topic']}", "night"] for ex in test]
+    text_only = score_examples(guess, test)
+    assert text_only["image"]["F1@M"] < 0.5 and text_only["text+image"]["F1@M"] < 0.5
+    assert text_only["kind:present"]["R@M"] == 1.0  # the text alone gives every present keyphrase
+
+
+def test_keyphrase_words_are_single_qwen_tokens():
+    from mmkp_helpers.modeling import build_qwen_tokenizer
+
+    tok = build_qwen_tokenizer()
+    for word in (*TOPICS, *EVENTS, *COLOURS, *SCENES):
+        assert len(tok.tokenize(" " + word)) == 1 and len(tok.tokenize(word)) == 1, word
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError):
+        generate(n_train=10, n_test=100, dup_share=0.5)
+    with pytest.raises(ValueError):
+        generate(p_scene=1.5)
+
+
+# ------------------------------------------------------------------ the cues survive a frozen random vision tower
+def _image_features(model, processor, examples):
+    import torch
+
+    images = [Image.open(ex.image).convert("RGB") for ex in examples]
+    inputs = processor.image_processor(images=images, return_tensors="pt")
+    with torch.no_grad():
+        feats = model.get_image_features(pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
+    feats = getattr(feats, "pooler_output", feats)
+    if isinstance(feats, (list, tuple)):
+        feats = torch.cat([f.reshape(-1, f.shape[-1]) for f in feats])
+    return feats.reshape(len(examples), -1)
+
+
+@pytest.mark.slow
+def test_linear_probe_on_frozen_random_vision_tower(splits, tiny_model_dir):
+    """The design premise: the image tokens of the tiny random Qwen2-VL (untrained vision tower)
+    still tell the scene and the object colour apart, so an LM-side adapter can learn them."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from mmkp_helpers.modeling import load_processor
+
+    model = AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)).eval()
+    processor = load_processor(str(tiny_model_dir))
+    train, test = splits["train"], splits["test_clean"]
+    x_train, x_test = _image_features(model, processor, train), _image_features(model, processor, test)
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    torch.manual_seed(0)
+    for cue in ("scene", "colour"):
+        labels = sorted({str(ex.meta["truth"][cue]) for ex in train})
+        y_train = torch.tensor([labels.index(str(ex.meta["truth"][cue])) for ex in train])
+        y_test = torch.tensor([labels.index(str(ex.meta["truth"][cue])) for ex in test])
+        weight = torch.zeros(x_train.shape[1], len(labels), requires_grad=True)
+        bias = torch.zeros(len(labels), requires_grad=True)
+        optimizer = torch.optim.Adam([weight, bias], lr=1e-2)
+        for _ in range(200):
+            loss = torch.nn.functional.cross_entropy(x_train @ weight + bias, y_train)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        accuracy = ((x_test @ weight + bias).argmax(1) == y_test).float().mean().item()
+        assert accuracy >= 0.9, (cue, accuracy)
