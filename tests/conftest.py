@@ -36,3 +36,25 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from mmkp_helpers.modeling import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("models") / "tiny-qwen2_vl", family="qwen2_vl", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """``tiny_run("01")`` runs notebook 01 once per test session with ``mmkp-run --profile tiny``
+    into one temporary results folder (notebooks run in the order asked, later ones can read what
+    earlier ones wrote) and returns that folder (``.../tiny``)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("results") / "tiny"
+    done = set()
+
+    def run(number: str):
+        if number not in done:
+            proc = subprocess.run([sys.executable, "-m", "mmkp_helpers.runner", "--profile", "tiny", "--only", number,
+                                   "--out", str(out), "--no-progress"], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+            done.add(number)
+        return out
+
+    return run

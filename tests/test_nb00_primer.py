@@ -1,30 +1,10 @@
-"""Smoke runs: `mmkp-run --profile tiny` executes the notebooks; assertions read what they recorded
-(recommenders style). One run per notebook, shared by the tests of that notebook."""
-import subprocess
-import sys
-
+"""Smoke run of notebook 00 with `mmkp-run --profile tiny`; assertions read what it recorded
+(recommenders style). The fixture `tiny_run` (conftest) runs each notebook once per session."""
 import pytest
 
 from mmkp_helpers import results
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """Run notebooks once on the tiny profile into a temporary results folder; returns a reader."""
-    out = tmp_path_factory.mktemp("results") / "tiny"
-    done = {}
-
-    def run(number: str):
-        if number not in done:
-            proc = subprocess.run([sys.executable, "-m", "mmkp_helpers.runner", "--profile", "tiny", "--only", number,
-                                   "--out", str(out), "--no-progress"], capture_output=True, text=True)
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-            done[number] = proc
-        return out
-
-    return run
 
 
 def test_00_vlm_primer(tiny_run):
