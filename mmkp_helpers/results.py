@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from .metrics import METRIC_NAMES
 from .paths import run_dir
 
 MIMETYPE = "application/vnd.mmkp.record+json"
 METHODS = ("zero_shot", "sft", "fine_tune_cot", "dynamic_cot")
-METRIC_NAMES = ("F1@1", "F1@3", "F1@5", "F1@M", "MAP@5")
 RECORD_KEYS = ("notebook", "method", "variant", "dataset", "split", "n", "gen_tokens_mean", "metrics")
 
 
