@@ -1,0 +1,57 @@
+"""Smoke run of notebook 01 with `mmkp-run --profile tiny`; assertions read what it recorded.
+The fixture `tiny_run` (conftest) runs each notebook once per session."""
+from pathlib import Path
+
+import pytest
+
+from mmkp_helpers import overlap, results
+from mmkp_helpers.data import read_jsonl
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+FIGURES = ("synthetic_examples", "cmkp_keyphrase_kinds", "lsh_s_curve", "cmkp_valid_test_jaccard", "lsh_recall",
+           "split_overlap", "synthetic_jaccard_original_vs_clean", "near_duplicate_pairs")
+
+
+def test_01_benchmark_overlap(tiny_run):
+    out = tiny_run("01")
+    folder = out / "01_benchmark_overlap"
+    m = results.read_json(folder / "measurements.json")
+    assert (out / "01_benchmark_overlap.ipynb").exists()
+    for name in FIGURES:
+        assert (folder / f"{name}.png").stat().st_size > 1000, name
+
+    # the published CMKP figures, as the notebook measured them
+    assert m["cmkp_train_keyphrases"] == 4261 and m["cmkp_test_posts"] == 5372
+    assert round(100 * m["cmkp_test_occurrence_seen_share"], 2) == 98.95
+    assert round(100 * m["cmkp_test_posts_all_seen_share"], 2) == 98.62
+    assert round(100 * m["cmkp_keyphrase_overlap"]["stemmed"]["occurrence_share"], 2) == 98.95
+    # validation against test: LSH finds what the exhaustive search finds
+    vt = m["cmkp_valid_vs_test"]
+    assert vt["exact"]["near_duplicates"] > 0 and vt["exact"]["exact_duplicates"] > 0
+    assert vt["lsh"]["near_duplicates"] >= 0.95 * vt["exact"]["near_duplicates"]
+    assert m["lsh_recall"]["recall"] >= 0.95 and m["lsh_recall"]["truth_pairs"] > 500
+    assert (m["lsh_bands"], m["lsh_rows"]) == (26, 3)
+
+    # the splits: clean has no near-duplicates across train/test and the asked unseen share
+    for dataset in ("synthetic", "cmkp"):
+        s = m["splits"][dataset]
+        assert s["original"]["counts"] == s["clean"]["counts"]
+        assert s["original"]["test_near_duplicate_share"] > 0
+        assert s["clean"]["test_near_duplicate_share"] == 0 and s["clean"]["valid_near_duplicate_share"] == 0
+        assert abs(s["clean"]["test_unseen_share"] - 0.1) <= 0.02
+    assert m["splits"]["synthetic"]["original"]["test_near_duplicate_share"] > 0.2
+
+    # the files later notebooks read, and prepare_splits finds them ready
+    paths = m["split_paths"]["synthetic"]
+    test = read_jsonl(paths["clean"]["test"])
+    assert len(test) == m["splits"]["synthetic"]["clean"]["counts"]["test"]
+    assert all(Path(e.image).is_file() for e in test)
+    again = overlap.prepare_splits("synthetic", out, seed=0, verbose=False)
+    assert {v: {k: str(p) for k, p in d.items()} for v, d in again.items()} == paths
+
+    params = results.read_json(folder / "params.json")
+    assert params["profile"] == "tiny" and params["threshold"] == 0.5
+    bundles = results.read_notebook_records(out / "01_benchmark_overlap.ipynb")
+    assert bundles and bundles[-1]["measurements"]["cmkp_test_posts_all_seen_share"] == m["cmkp_test_posts_all_seen_share"]
+    assert m["notebook_seconds"] < 120
