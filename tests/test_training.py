@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,20 +160,37 @@ def test_sft_trains_lora_only(tiny_model_dir, examples, tmp_path, quantize_4bit)
 def result_ledger(result: TrainResult):
     """The loss ledger saved with the last checkpoint of a run."""
     ckpt = last_checkpoint(result.output_dir)
-    return json.loads((__import__("pathlib").Path(ckpt) / "loss_ledger.json").read_text())["history"]
+    return json.loads((Path(ckpt) / "loss_ledger.json").read_text())["history"]
 
 
 def test_gradient_accumulation_normalises_over_tokens(tiny_model_dir, examples, tmp_path):
-    """Batch 4 and batch 2 x accumulation 2 see the same four examples at step 1 (same sampler
-    order); with targets of different lengths, their first logged loss agrees only when the loss
-    is the token mean over the whole accumulated batch."""
+    """Batch 4 and batch 2 x accumulation 2 train on the same four records at step 1. One target
+    is much longer than the others, so whatever the split into micro-batches, their token counts
+    differ: the first logged losses agree only when the loss is the token mean over the whole
+    accumulated batch (a mean of micro-batch means would differ)."""
+    records = make_records(examples[:4])
+    records[3].direct = "; ".join(f"long keyphrase number {i}" for i in range(12))
     first = []
     for i, (bs, acc) in enumerate([(4, 1), (2, 2)]):
         model, processor = load(tiny_model_dir, lora={**LORA, "dropout": 0.0})
-        result = train_sft(model, processor, make_records(examples), output_dir=tmp_path / f"r{i}",
+        result = train_sft(model, processor, records, output_dir=tmp_path / f"r{i}",
                            settings=settings(max_steps=1, batch_size=bs, grad_accum=acc, save_steps=100))
         first.append(result.train_losses[0][1])
     assert first[0] == pytest.approx(first[1], abs=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_model_dir, examples, tmp_path):
+    runs = []
+    for gc in (False, True):
+        model, processor = load(tiny_model_dir, lora={**LORA, "dropout": 0.0})
+        result = train_sft(model, processor, make_records(examples), output_dir=tmp_path / f"gc{gc}",
+                           settings=settings(max_steps=2, gradient_checkpointing=gc, save_steps=100))
+        base = model.get_base_model()
+        on = getattr(base, "is_activation_checkpointing", None)
+        on = on if on is not None else base.is_gradient_checkpointing
+        assert on == gc
+        runs.append([loss for _, loss in result.train_losses])
+    assert runs[0] == pytest.approx(runs[1], abs=1e-5)
 
 
 @pytest.mark.slow

@@ -1,0 +1,232 @@
+"""Training data units and the collator that turns them into label-masked chat batches.
+
+- :class:`TrainRecord`: one example with its direct target and, optionally, a CoT target.
+- :class:`TargetForms`: a shared, mutable map ``example id -> "direct" | "cot"``. The collator
+  reads it when it builds each batch, so a change (Dynamic CoT flips examples between forms as
+  their loss moves) takes effect from the next batch on.
+- :class:`ChatCollator`: chat-templated batches with the images; labels are ``-100`` everywhere
+  except the assistant's answer and its closing ``<|im_end|>``.
+
+**When forms are read.** :func:`mmkp_helpers.training.train_sft` does not collate inside the
+DataLoader (accelerate's loader fetches a batch ahead, which would read forms one step early):
+its trainer calls the collator when the optimizer step that uses the batch begins, so a change
+made in a callback's ``on_step_end`` applies from the next step. ``TargetForms`` lives in the
+training process; a DataLoader worker process would hold a stale copy, so the trainer uses
+``dataloader_num_workers=0``. A lock makes reads and writes from different threads safe.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+
+from .data import Example
+from .prompts import PromptTemplate, build_messages, cot_target, direct_target, get_template
+
+IGNORE_INDEX = -100
+FORMS = ("direct", "cot")
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
+
+
+def load_image(path: str | os.PathLike):
+    """An image file as an RGB ``PIL.Image`` (decoded now, so the file can be closed)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+@dataclass
+class TrainRecord:
+    """One training unit: an example, its direct target and (optionally) its CoT target.
+
+    ``direct`` is the serialized keyphrase list (``"kp1; kp2"``); ``cot`` the same answer after
+    a rationale (``"<think>...</think>\\nkp1; kp2"``), or ``None`` when no rationale exists, in
+    which case the record is always trained in its direct form."""
+    example: Example
+    direct: str
+    cot: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.example.id
+
+    def target(self, form: str) -> str:
+        """The target text for ``form`` (``"cot"`` falls back to direct when there is no CoT)."""
+        if form not in FORMS:
+            raise ValueError(f"unknown target form {form!r}; choose one of {FORMS}")
+        return self.cot if form == "cot" and self.cot is not None else self.direct
+
+    def used_form(self, form: str) -> str:
+        """The form actually trained when ``form`` is asked for."""
+        return "cot" if form == "cot" and self.cot is not None else "direct"
+
+
+def make_records(examples: Iterable[Example], rationales: Mapping[str, str] | None = None) -> list[TrainRecord]:
+    """One :class:`TrainRecord` per example; ``rationales`` (id -> rationale) adds CoT targets."""
+    rationales = rationales or {}
+    records = []
+    for ex in examples:
+        rationale = rationales.get(ex.id)
+        records.append(TrainRecord(ex, direct_target(ex.keyphrases),
+                                   None if rationale is None else cot_target(rationale, ex.keyphrases)))
+    return records
+
+
+class TargetForms:
+    """Which target form each example trains with: ``id -> "direct" | "cot"``, with a default.
+
+    Shared by reference between the collator (reads at collate time) and whoever decides the
+    forms (a Dynamic CoT callback writes). ``version`` counts changes."""
+
+    def __init__(self, default: str = "direct", forms: Mapping[str, str] | None = None):
+        if default not in FORMS:
+            raise ValueError(f"unknown default form {default!r}; choose one of {FORMS}")
+        self.default = default
+        self._forms: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.version = 0
+        if forms:
+            self.update(forms)
+
+    def __getitem__(self, example_id: str) -> str:
+        with self._lock:
+            return self._forms.get(example_id, self.default)
+
+    def get(self, example_id: str) -> str:
+        return self[example_id]
+
+    def set(self, example_id: str, form: str) -> None:
+        self.update({example_id: form})
+
+    def __setitem__(self, example_id: str, form: str) -> None:
+        self.set(example_id, form)
+
+    def update(self, forms: Mapping[str, str]) -> None:
+        bad = {f for f in forms.values() if f not in FORMS}
+        if bad:
+            raise ValueError(f"unknown target forms {sorted(bad)}; choose from {FORMS}")
+        with self._lock:
+            self._forms.update(forms)
+            self.version += 1
+
+    def set_default(self, form: str) -> None:
+        """Change the form of every example that has no explicit form."""
+        if form not in FORMS:
+            raise ValueError(f"unknown form {form!r}; choose one of {FORMS}")
+        with self._lock:
+            self.default = form
+            self.version += 1
+
+    def counts(self, ids: Iterable[str]) -> dict[str, int]:
+        """How many of ``ids`` are in each form."""
+        out = dict.fromkeys(FORMS, 0)
+        for i in ids:
+            out[self[i]] += 1
+        return out
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {"default": self.default, "forms": dict(self._forms), "version": self.version}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TargetForms":
+        out = cls(data.get("default", "direct"), data.get("forms") or {})
+        out.version = int(data.get("version", out.version))
+        return out
+
+    def load_state(self, data: Mapping) -> None:
+        """Replace this object's state in place (so every holder of the reference sees it)."""
+        other = TargetForms.from_dict(data)
+        with self._lock:
+            self.default, self._forms, self.version = other.default, other._forms, other.version
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TargetForms":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def __repr__(self) -> str:
+        return f"TargetForms(default={self.default!r}, explicit={len(self._forms)}, version={self.version})"
+
+
+class ChatCollator:
+    """Build a training batch from :class:`TrainRecord` objects.
+
+    For each record: the chat messages (user turn from ``prompt``, assistant turn = the target in
+    the form ``forms`` says; ``prompt_keyphrases`` is the number the prompt asks for), rendered
+    with the processor's chat template, tokenized together
+    with the images (each ``<|image_pad|>`` expanded to the image's patch count; nothing is
+    truncated, so image tokens always match the image features), right-padded.
+
+    Returned keys: ``input_ids``, ``attention_mask``, ``labels``, and when there are images
+    ``pixel_values`` and ``image_grid_thw`` (plus whatever else the processor returns, e.g.
+    ``mm_token_type_ids``); and two non-tensor keys for attribution, ``example_ids`` and
+    ``forms`` (the form each row was trained in), which the trainer removes before the model
+    sees the batch.
+
+    Labels equal ``input_ids`` on the assistant answer and its ``<|im_end|>``; everything up to
+    and including ``<|im_start|>assistant\\n``, the newline after ``<|im_end|>``, padding and
+    vision tokens are ``-100``.
+    """
+
+    def __init__(self, processor, prompt: str | PromptTemplate = "direct", forms: TargetForms | None = None,
+                 prompt_keyphrases: int = 5):
+        self.processor = processor
+        self.template = get_template(prompt)
+        self.forms = forms if forms is not None else TargetForms()
+        self.prompt_keyphrases = prompt_keyphrases
+        tok = processor.tokenizer
+        self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
+        self.header_ids = tok(ASSISTANT_HEADER, add_special_tokens=False)["input_ids"]
+        self.vision_ids = [i for i in tok.convert_tokens_to_ids(list(VISION_TOKENS))
+                           if i is not None and i != tok.unk_token_id]
+
+    def render(self, record: TrainRecord, form: str) -> str:
+        """The full chat text (system, user, assistant) of one record in one form."""
+        messages = build_messages(record.example, self.template, target=record.target(form),
+                                  max_keyphrases=self.prompt_keyphrases)
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+    def mask_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Labels for a batch of full conversations: ``input_ids`` on each row's answer span
+        (after the last assistant header, up to and including the next ``<|im_end|>``),
+        ``-100`` elsewhere."""
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        h = len(self.header_ids)
+        header = torch.tensor(self.header_ids, dtype=input_ids.dtype)
+        for row in range(input_ids.shape[0]):
+            ids = input_ids[row]
+            starts = (ids.unfold(0, h, 1) == header).all(dim=1).nonzero() if ids.shape[0] >= h else []
+            if len(starts) == 0:
+                raise ValueError("no assistant header in a training sequence (was it truncated?)")
+            begin = int(starts[-1]) + h
+            ends = (ids[begin:] == self.im_end_id).nonzero()
+            end = begin + int(ends[0]) + 1 if len(ends) else ids.shape[0]
+            labels[row, begin:end] = ids[begin:end]
+        labels[attention_mask == 0] = IGNORE_INDEX
+        for vid in self.vision_ids:
+            labels[input_ids == vid] = IGNORE_INDEX
+        return labels
+
+    def __call__(self, records: list[TrainRecord]) -> dict:
+        forms = [r.used_form(self.forms[r.id]) for r in records]
+        texts = [self.render(r, f) for r, f in zip(records, forms)]
+        images = [load_image(r.example.image) for r in records if self.template.wants_image(r.example)]
+        batch = self.processor(text=texts, images=images or None, padding=True, padding_side="right",
+                               return_tensors="pt")
+        batch = dict(batch)
+        batch["labels"] = self.mask_labels(batch["input_ids"], batch["attention_mask"])
+        batch["example_ids"] = [r.id for r in records]
+        batch["forms"] = forms
+        return batch

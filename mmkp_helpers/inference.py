@@ -1,0 +1,273 @@
+"""Batched generation, token accounting, forced reasoning modes, prediction files, and scoring.
+
+:func:`generate` renders each example's user turn with a prompt template, batches them with
+LEFT padding (so every row's next token sits at the same position), decodes greedily by default,
+and returns one :class:`Generation` per example: the raw text, the parsed keyphrases and
+reasoning, the number of generated tokens and the wall time.
+
+Forced modes (for models trained on both direct and CoT targets, e.g. Dynamic CoT):
+
+- ``mode=None``: the model decides what to write.
+- ``mode="think"``: the assistant turn is prefilled with the start of a ``<think>`` tag, so the
+  model must reason first. The prefill is ``"<think"`` rather than ``"<think>"`` because the Qwen
+  tokenizer merges ``>`` with the next character (``"<think>Because"`` is ``<th|ink|>Because``):
+  prefilling the whole tag would start the model at a token boundary that training never showed.
+- ``mode="direct"``: nothing is prefilled, and the token that opens ``<think>`` is banned as the
+  first generated token, so the model answers without reasoning.
+
+Token counts: the tokens the model generated up to and including its end-of-turn token (not the
+prefill, not padding). Wall time: each batch's time divided evenly over its examples.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from .collate import load_image
+from .data import Example
+from .prompts import THINK_OPEN, PromptTemplate, build_messages, get_template, parse_generation
+
+MODES = (None, "direct", "think")
+
+
+@dataclass
+class Generation:
+    """One example's generation: ``raw`` (the prefill, if any, plus the decoded new tokens,
+    special tokens removed), what :func:`~mmkp_helpers.prompts.parse_generation` read from it,
+    ``n_tokens`` generated and ``seconds`` of wall time."""
+    id: str
+    raw: str
+    keyphrases: list[str]
+    reasoning: str | None
+    parse_ok: bool
+    n_tokens: int
+    seconds: float
+    prompt: str = "direct"
+    mode: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt rendering and modes
+# --------------------------------------------------------------------------------------------
+def think_prefill(tokenizer) -> str:
+    """The longest prefix of ``<think>`` whose tokens do not merge with the text that follows
+    the tag in a CoT target (``"<think"`` for the Qwen tokenizer)."""
+    tag = tokenizer(THINK_OPEN, add_special_tokens=False)["input_ids"]
+    stable = list(tag)
+    for follower in ("Because", "the", "\n", " ", "1"):
+        ids = tokenizer(THINK_OPEN + follower, add_special_tokens=False)["input_ids"]
+        n = 0
+        while n < min(len(stable), len(ids)) and stable[n] == ids[n]:
+            n += 1
+        stable = stable[:n]
+    return tokenizer.decode(stable)
+
+
+def think_opening_token(tokenizer) -> int:
+    """The first token of a CoT target (what ``mode="direct"`` forbids as the first token)."""
+    return tokenizer(THINK_OPEN + "Because", add_special_tokens=False)["input_ids"][0]
+
+
+class _BanFirstToken:
+    """A logits processor that forbids some tokens at the first generated position only."""
+
+    def __init__(self, token_ids: Sequence[int], prompt_length: int):
+        self.token_ids = list(token_ids)
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] == self.prompt_length:
+            scores[:, self.token_ids] = float("-inf")
+        return scores
+
+
+def render_prompt(processor, example: Example, prompt: str | PromptTemplate = "direct", mode: str | None = None,
+                  max_keyphrases: int = 5) -> str:
+    """The chat text that generation continues: system + user turn + ``<|im_start|>assistant\\n``
+    (+ the think prefill in ``mode="think"``)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    messages = build_messages(example, prompt, max_keyphrases=max_keyphrases)
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if mode == "think":
+        text += think_prefill(processor.tokenizer)
+    return text
+
+
+def _model_device(model) -> torch.device:
+    return next(p.device for p in model.parameters())
+
+
+def count_generated(new_tokens: torch.Tensor, eos_ids: Iterable[int]) -> list[int]:
+    """Per row of generated ids: tokens up to and including the first end token; all of them
+    when there is none (the row stopped at the length limit)."""
+    eos = torch.tensor(sorted(set(eos_ids)), device=new_tokens.device)
+    is_end = torch.isin(new_tokens, eos)
+    counts = []
+    for row in range(new_tokens.shape[0]):
+        hits = is_end[row].nonzero()
+        counts.append(int(hits[0]) + 1 if len(hits) else int(new_tokens.shape[1]))
+    return counts
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    ids = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    return [i for i in ids if i is not None]
+
+
+# --------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------
+def generate(model, processor, examples: Sequence[Example], prompt: str | PromptTemplate = "direct",
+             batch_size: int = 8, max_new_tokens: int = 48, mode: str | None = None,
+             min_new_tokens: int | None = None, do_sample: bool = False, temperature: float = 1.0,
+             max_keyphrases: int = 10, prompt_keyphrases: int = 5, progress: bool = True,
+             **generate_kwargs) -> list[Generation]:
+    """Generate keyphrases for ``examples``, ``batch_size`` at a time; one :class:`Generation`
+    per example, in the order given.
+
+    - ``prompt``: a template name (``direct``, ``think``, ``text_only``, ``image_only``) or a
+      :class:`~mmkp_helpers.prompts.PromptTemplate`; ``prompt_keyphrases`` is the number the
+      prompt asks for, ``max_keyphrases`` the parser's cap.
+    - ``mode``: ``None``, ``"direct"`` or ``"think"`` (see the module docstring).
+    - Greedy unless ``do_sample=True``; ``min_new_tokens`` (benchmarks) forces equal lengths.
+    - Images come from ``Example.image`` (RGB); an example without one gets no image content.
+    Prompts are never truncated (cutting one could cut image tokens)."""
+    from tqdm.auto import tqdm
+    from transformers import LogitsProcessorList
+
+    template = get_template(prompt)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    tokenizer = processor.tokenizer
+    prefill = think_prefill(tokenizer) if mode == "think" else ""
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    out: list[Generation] = []
+    try:
+        bar = tqdm(total=len(examples), desc=f"generate[{template.name}{'/' + mode if mode else ''}]",
+                   disable=not progress, unit="ex")
+        for start in range(0, len(examples), batch_size):
+            batch = list(examples[start:start + batch_size])
+            texts = [render_prompt(processor, ex, template, mode, prompt_keyphrases) for ex in batch]
+            images = [load_image(ex.image) for ex in batch if template.wants_image(ex)]
+            enc = processor(text=texts, images=images or None, padding=True, padding_side="left",
+                            return_tensors="pt").to(device)
+            prompt_len = enc["input_ids"].shape[1]
+            kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad_id,
+                          eos_token_id=eos_ids)
+            if do_sample:
+                kwargs["temperature"] = temperature
+            if min_new_tokens:
+                kwargs["min_new_tokens"] = min_new_tokens
+            if mode == "direct":
+                kwargs["logits_processor"] = LogitsProcessorList(
+                    [_BanFirstToken([think_opening_token(tokenizer)], prompt_len)])
+            kwargs.update(generate_kwargs)
+            tic = time.perf_counter()
+            with torch.no_grad():
+                sequences = model.generate(**enc, **kwargs)
+            seconds = (time.perf_counter() - tic) / len(batch)
+            new_tokens = sequences[:, prompt_len:]
+            counts = count_generated(new_tokens, eos_ids)
+            for ex, row, n in zip(batch, new_tokens, counts):
+                raw = prefill + tokenizer.decode(row[:n], skip_special_tokens=True)
+                parsed = parse_generation(raw, max_keyphrases=max_keyphrases)
+                out.append(Generation(id=ex.id, raw=raw, keyphrases=parsed.keyphrases, reasoning=parsed.reasoning,
+                                      parse_ok=parsed.parse_ok, n_tokens=n, seconds=seconds,
+                                      prompt=template.name, mode=mode))
+            bar.update(len(batch))
+        bar.close()
+    finally:
+        if was_training:
+            model.train()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Writing, reading, scoring
+# --------------------------------------------------------------------------------------------
+def write_cmkp_predictions(path: str | os.PathLike, generations: Sequence[Generation]) -> Path:
+    """Predictions in the CMKP line format: one example a line, ``kp1;kp2;...`` ranked (an
+    empty line when nothing was parsed), in the order of ``generations``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for g in generations:
+            f.write(";".join(k.replace(";", " ").replace("\n", " ") for k in g.keyphrases) + "\n")
+    return path
+
+
+def write_generations_jsonl(path: str | os.PathLike, generations: Sequence[Generation]) -> Path:
+    """One JSON object a line: ``id``, ``prediction`` (the keyphrase list), ``raw``,
+    ``n_tokens``, ``seconds``, and ``reasoning``, ``parse_ok``, ``prompt``, ``mode``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for g in generations:
+            f.write(json.dumps({"id": g.id, "prediction": g.keyphrases, "raw": g.raw, "n_tokens": g.n_tokens,
+                                "seconds": g.seconds, "reasoning": g.reasoning, "parse_ok": g.parse_ok,
+                                "prompt": g.prompt, "mode": g.mode}, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_generations_jsonl(path: str | os.PathLike) -> list[Generation]:
+    """Read back what :func:`write_generations_jsonl` wrote."""
+    out = []
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                out.append(Generation(id=d["id"], raw=d["raw"], keyphrases=d["prediction"], reasoning=d.get("reasoning"),
+                                      parse_ok=d.get("parse_ok", bool(d["prediction"])), n_tokens=d["n_tokens"],
+                                      seconds=d["seconds"], prompt=d.get("prompt", "direct"), mode=d.get("mode")))
+    return out
+
+
+def _aligned(generations: Sequence[Generation], examples: Sequence[Example]) -> list[Generation]:
+    by_id = {g.id: g for g in generations}
+    missing = [ex.id for ex in examples if ex.id not in by_id]
+    if missing or len(by_id) != len(generations):
+        raise ValueError(f"generations do not match the examples (missing ids {missing[:5]}, "
+                         f"{len(generations) - len(by_id)} duplicate ids)")
+    return [by_id[ex.id] for ex in examples]
+
+
+def evaluate(generations: Sequence[Generation], examples: Sequence[Example],
+             train_keyphrases: Iterable[str] | None = None) -> dict:
+    """Score generations against the examples' keyphrases with
+    :func:`mmkp_helpers.metrics.score_examples` (generations are matched to examples by id):
+    ``{"n", "all": {...}, "present": {...}, "absent": {...}, ...}``."""
+    from .metrics import score_examples
+
+    aligned = _aligned(generations, examples)
+    return score_examples([g.keyphrases for g in aligned], list(examples), train_keyphrases=train_keyphrases)
+
+
+def generation_stats(generations: Sequence[Generation]) -> dict:
+    """Counts and costs of a set of generations: ``n``, ``parse_failed`` (unreadable outputs),
+    ``with_reasoning``, ``gen_tokens_mean``, ``seconds_per_example``, ``keyphrases_mean``."""
+    n = len(generations)
+    if n == 0:
+        return {"n": 0, "parse_failed": 0, "with_reasoning": 0, "gen_tokens_mean": None,
+                "seconds_per_example": None, "keyphrases_mean": None}
+    return {"n": n, "parse_failed": sum(not g.parse_ok for g in generations),
+            "with_reasoning": sum(g.reasoning is not None for g in generations),
+            "gen_tokens_mean": sum(g.n_tokens for g in generations) / n,
+            "seconds_per_example": sum(g.seconds for g in generations) / n,
+            "keyphrases_mean": sum(len(g.keyphrases) for g in generations) / n}

@@ -1,0 +1,479 @@
+"""One supervised fine-tuning (SFT) entry point for every method: SFT, Fine-tune-CoT, Dynamic CoT.
+
+:func:`train_sft` runs the transformers ``Trainer`` on a LoRA/QLoRA model (from
+:func:`mmkp_helpers.modeling.load_vlm`) over :class:`~mmkp_helpers.collate.TrainRecord` objects:
+
+- targets are direct or CoT per example, as a shared :class:`~mmkp_helpers.collate.TargetForms`
+  says at the moment each batch is built (Dynamic CoT changes it from a callback);
+- the loss is computed here, token by token, so each example's mean token loss is known at every
+  step: it goes to a :class:`LossLedger` that callbacks read (Dynamic CoT decides on it);
+- checkpoints (adapter, optimizer, scheduler, RNG, forms, ledger) go to
+  ``output_dir/checkpoints`` every ``save_steps``; ``resume=True`` continues from the last one
+  and reaches the same final loss as an uninterrupted run;
+- the final adapter is saved to ``output_dir/adapter`` (git-ignored under ``results/``);
+  :func:`load_adapter` puts it back on a base model for evaluation.
+
+Precision: bf16 on a GPU that supports it, float32 on the CPU (``use_cpu=True``). The data loader
+runs in the main process (``dataloader_num_workers=0``) and only groups records; batches are
+tokenized when their optimizer step begins, so form changes apply from the next step.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .collate import IGNORE_INDEX, ChatCollator, TargetForms, TrainRecord
+from .modeling import fix_bnb_cpu_training, load_vlm
+
+ADAPTER_DIRNAME = "adapter"
+CHECKPOINTS_DIRNAME = "checkpoints"
+FORMS_FILENAME = "target_forms.json"
+LEDGER_FILENAME = "loss_ledger.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and result
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SFTSettings:
+    """Training hyper-parameters (the LoRA ones live in :class:`mmkp_helpers.modeling.LoraSettings`,
+    applied when the model is loaded).
+
+    ``max_steps > 0`` overrides ``epochs``. ``eval_steps=None`` evaluates once, at the end
+    (when valid records are given). ``warmup`` below 1 is a ratio of all steps, else a step
+    count. ``bf16=None`` picks bf16 on a GPU that supports it and float32 elsewhere."""
+    learning_rate: float = 2e-4
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    eval_batch_size: int | None = None
+    gradient_checkpointing: bool = False
+    warmup: float = 0.03
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    logging_steps: int = 10
+    eval_steps: int | None = None
+    save_steps: int = 200
+    save_total_limit: int | None = 2
+    seed: int = 0
+    bf16: bool | None = None
+    prompt: str = "direct"  # the user-turn template; generate with the same one
+    prompt_keyphrases: int = 5  # "at most N keyphrases" in the prompt (generate's prompt_keyphrases)
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SFTSettings":
+        """Settings from a (profile) dict; unknown keys are an error, not silently ignored."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown SFT settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and measured.
+
+    ``final_loss`` is the last logged training loss (mean token loss over the last
+    ``logging_steps`` steps); ``mean_loss`` the Trainer's average over the steps this call ran.
+    ``peak_memory_bytes`` is ``torch.cuda.max_memory_allocated`` on a GPU and the process's peak
+    resident set size on the CPU (``peak_memory_kind`` says which)."""
+    output_dir: str
+    adapter_dir: str
+    steps: int
+    final_loss: float | None
+    mean_loss: float | None
+    eval_loss: float | None
+    runtime_s: float
+    tokens_per_s: float | None
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    train_losses: list[tuple[int, float]] = field(default_factory=list)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)
+    log_history: list[dict] = field(default_factory=list)
+    resumed_from: str | None = None
+    form_counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-example losses
+# --------------------------------------------------------------------------------------------
+def token_losses(logits: torch.Tensor, labels: torch.Tensor,
+                 positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy: ``(losses, mask)``, both ``(batch, positions)``.
+
+    Without ``positions``, ``logits`` cover the whole sequence and position ``t`` scores the
+    prediction of ``labels[:, t+1]`` from ``logits[:, t]`` (``length-1`` positions). With
+    ``positions`` (1-D, the sequence positions the logits were computed at, see
+    :func:`loss_positions`), ``logits[:, i]`` scores ``labels[:, positions[i] + 1]``.
+    Targets equal to ``-100`` have loss 0 and mask 0. Computed in float32."""
+    if positions is None:
+        logits = logits[:, :-1, :]
+        targets = labels[:, 1:]
+    else:
+        targets = labels[:, positions.to(labels.device) + 1]
+    targets = targets.to(logits.device)
+    losses = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                             ignore_index=IGNORE_INDEX, reduction="none").view(targets.shape)
+    mask = (targets != IGNORE_INDEX).to(losses.dtype)
+    return losses * mask, mask
+
+
+def loss_positions(labels: torch.Tensor) -> torch.Tensor:
+    """The sequence positions whose logits any row of the batch needs (``t`` such that
+    ``labels[:, t+1]`` is supervised somewhere). Passed to the model as ``logits_to_keep``, the
+    vocabulary projection runs on the answer spans only, not on the prompt and image tokens:
+    with a 152k vocabulary that is most of the time and memory of a step."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example's mean token loss over its supervised tokens, and that token count.
+
+    Returns ``(loss[batch], n_tokens[batch])``; an example without supervised tokens has loss 0."""
+    losses, mask = token_losses(logits, labels)
+    counts = mask.sum(dim=1)
+    return losses.sum(dim=1) / counts.clamp(min=1), counts
+
+
+class LossLedger:
+    """Per-example training losses as training computes them.
+
+    ``history`` holds ``(step, example_id, form, loss)`` for every example of every training
+    batch (``step`` = optimizer steps completed when the batch ran); ``latest[id][form]`` the
+    most recent loss of an example in a form. Dynamic CoT reads it from a callback."""
+
+    def __init__(self):
+        self.history: list[tuple[int, str, str, float]] = []
+        self.latest: dict[str, dict[str, float]] = {}
+
+    def record(self, step: int, ids: Sequence[str], forms: Sequence[str], losses: Sequence[float]) -> None:
+        for example_id, form, loss in zip(ids, forms, losses):
+            loss = float(loss)
+            self.history.append((int(step), example_id, form, loss))
+            self.latest.setdefault(example_id, {})[form] = loss
+
+    def since(self, step: int) -> list[tuple[int, str, str, float]]:
+        """The records of steps ``>= step``."""
+        return [h for h in self.history if h[0] >= step]
+
+    def mean_by_form(self, step_from: int = 0) -> dict[str, float]:
+        sums: dict[str, list[float]] = {}
+        for s, _, form, loss in self.history:
+            if s >= step_from:
+                sums.setdefault(form, []).append(loss)
+        return {f: sum(v) / len(v) for f, v in sums.items()}
+
+    def to_dict(self) -> dict:
+        return {"history": [list(h) for h in self.history], "latest": self.latest}
+
+    def load_state(self, data: dict) -> None:
+        """Replace the contents in place (holders of the reference see them)."""
+        self.history = [(int(s), str(i), str(f), float(v)) for s, i, f, v in data.get("history", [])]
+        self.latest = {k: dict(v) for k, v in data.get("latest", {}).items()}
+
+    def __len__(self) -> int:
+        return len(self.history)
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------
+class RecordDataset(torch.utils.data.Dataset):
+    """A list of :class:`TrainRecord` as a map-style dataset (the collator does the work)."""
+
+    def __init__(self, records: Sequence[TrainRecord]):
+        self.records = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> TrainRecord:
+        return self.records[index]
+
+
+RECORDS_KEY = "records"
+
+
+def defer_records(records: list[TrainRecord]) -> dict:
+    """The DataLoader's collate function: keep the records as they are. The trainer builds the
+    tensors when the optimizer step that uses them begins (see :class:`KeyphraseTrainer`)."""
+    return {RECORDS_KEY: list(records)}
+
+
+class KeyphraseTrainer(Trainer):
+    """A ``Trainer`` for :class:`TrainRecord` data that computes the causal-LM loss itself.
+
+    - **Batches are built late.** The DataLoader only groups records (:func:`defer_records`);
+      ``collator`` (a :class:`~mmkp_helpers.collate.ChatCollator`) turns them into tensors when
+      the optimizer step that uses them begins. accelerate's DataLoader fetches one batch ahead,
+      so collating inside the DataLoader would read the target forms one step early; built here,
+      a form change made in a callback's ``on_step_end`` applies from the very next step.
+    - **Per-example losses.** The attribution keys (``example_ids``, ``forms``) are removed
+      before the forward pass; each training example's mean token loss goes to ``ledger`` and
+      ``last_example_losses``. Logits are computed on the answer positions only
+      (``logits_to_keep``, see :func:`loss_positions`).
+    - **Loss scale.** The batch loss is the mean over supervised tokens; under gradient
+      accumulation it is normalised by the token count of the whole accumulated batch.
+    - ``tokens_seen`` counts the (unpadded) tokens trained on, for a throughput figure.
+    """
+
+    def __init__(self, *args, collator: ChatCollator, ledger: LossLedger | None = None, **kwargs):
+        kwargs["data_collator"] = defer_records
+        super().__init__(*args, **kwargs)
+        self.collator = collator
+        self.ledger = ledger if ledger is not None else LossLedger()
+        self.tokens_seen = 0
+        self.last_example_losses: tuple[list[str], list[str], torch.Tensor] | None = None
+
+    def build_batch(self, inputs: dict) -> dict:
+        """Tensors for a deferred batch (``{"records": [...]}``); other batches pass through."""
+        if RECORDS_KEY in inputs:
+            return self.collator(inputs[RECORDS_KEY])
+        return inputs
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The micro-batches of one optimizer step, built now, and their supervised-token count
+        (always counted here, since this trainer computes its own loss)."""
+        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        batch_samples = [self.build_batch(b) for b in batch_samples]
+        if not batch_samples:
+            return batch_samples, None
+        n_items = sum(int((b["labels"][..., 1:] != IGNORE_INDEX).sum()) for b in batch_samples)
+        return batch_samples, torch.tensor(n_items, device=device)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation: build the deferred batch, then the stock step (which calls compute_loss)."""
+        if RECORDS_KEY in inputs:
+            inputs = self._prepare_inputs(self.build_batch(inputs))
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if RECORDS_KEY in inputs:  # a deferred batch that did not come through the paths above
+            inputs = self._prepare_inputs(self.build_batch(inputs))
+        inputs = dict(inputs)
+        ids = inputs.pop("example_ids", None)
+        forms = inputs.pop("forms", None)
+        labels = inputs.pop("labels")
+        positions = loss_positions(labels)
+        outputs = model(**inputs, use_cache=False, logits_to_keep=positions.to(labels.device))
+        losses, mask = token_losses(outputs.logits, labels, positions)
+        total = losses.sum()
+        if model.training and num_items_in_batch is not None:
+            loss = total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+            self.loss_is_scaled_for_ga = True
+        else:
+            loss = total / mask.sum().clamp(min=1)
+            self.loss_is_scaled_for_ga = False
+        if model.training:
+            per_example = (losses.sum(1) / mask.sum(1).clamp(min=1)).detach()
+            self.tokens_seen += int(inputs["attention_mask"].sum())
+            if ids is not None:
+                forms = forms if forms is not None else ["direct"] * len(ids)
+                self.last_example_losses = (list(ids), list(forms), per_example.cpu())
+                self.ledger.record(self.state.global_step, ids, forms, per_example.cpu().tolist())
+        return (loss, outputs) if return_outputs else loss
+
+
+class _StateCheckpointCallback(TrainerCallback):
+    """Saves the target forms and the loss ledger next to each checkpoint (they are training
+    state too: a resumed Dynamic CoT run must continue with the forms it had)."""
+
+    def __init__(self, forms: TargetForms, ledger: LossLedger):
+        self.forms = forms
+        self.ledger = ledger
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            self.forms.save(folder / FORMS_FILENAME)
+            (folder / LEDGER_FILENAME).write_text(json.dumps(self.ledger.to_dict()))
+        return control
+
+
+def _peak_memory() -> tuple[int, str]:
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu_max_rss"
+
+
+def _use_bf16(settings: SFTSettings) -> bool:
+    if settings.bf16 is not None:
+        return bool(settings.bf16) and torch.cuda.is_available()
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def training_arguments(settings: SFTSettings, checkpoints_dir: str | os.PathLike, has_eval: bool) -> TrainingArguments:
+    """The ``TrainingArguments`` :func:`train_sft` uses (exposed so a notebook can show them)."""
+    on_gpu = torch.cuda.is_available()
+    eval_strategy = "steps" if has_eval and settings.eval_steps else "no"
+    # newer transformers 5.x releases renamed gradient_checkpointing* to activation_checkpointing*
+    prefix = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
+    checkpointing = {f"{prefix}_checkpointing": settings.gradient_checkpointing,
+                     f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if settings.gradient_checkpointing else None}
+    return TrainingArguments(
+        **checkpointing,
+        output_dir=str(checkpoints_dir),
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps if settings.max_steps and settings.max_steps > 0 else -1,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size or settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        warmup_steps=settings.warmup,
+        lr_scheduler_type=settings.lr_scheduler,
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
+        optim=settings.optim,
+        logging_strategy="steps",
+        logging_steps=settings.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=settings.eval_steps if eval_strategy == "steps" else None,
+        prediction_loss_only=True,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=_use_bf16(settings),
+        use_cpu=not on_gpu,
+        report_to="none",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        disable_tqdm=not settings.progress,
+    )
+
+
+def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / CHECKPOINTS_DIRNAME
+
+
+def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest checkpoint folder of a run (``None`` when there is none)."""
+    folder = checkpoints_dir(output_dir)
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_records: Sequence[TrainRecord] | None = None,
+              settings: SFTSettings | dict | None = None, output_dir: str | os.PathLike = "results/sft",
+              forms: TargetForms | None = None, callbacks: Iterable[TrainerCallback] = (), resume: bool = False,
+              ledger: LossLedger | None = None) -> TrainResult:
+    """Fine-tune ``model`` (a LoRA/QLoRA ``PeftModel``) on ``train_records``; save the adapter.
+
+    - ``settings``: :class:`SFTSettings` (or a dict of its fields).
+    - ``forms``: which target form each record trains with, read when each step's batches are built (default: all
+      direct). Pass the same object to a callback that changes it as training goes.
+    - ``callbacks``: ``TrainerCallback`` objects. One that needs per-example losses holds the
+      same ``ledger`` object that is passed here (created when not given) and reads it in, e.g.,
+      ``on_step_end``; one that changes forms holds ``forms``.
+    - ``resume``: continue from the newest checkpoint under ``output_dir/checkpoints`` (the
+      adapter, optimizer, scheduler, RNG state, forms and ledger); starts afresh when there is
+      none.
+    Returns a :class:`TrainResult`; the adapter is in ``output_dir/adapter``."""
+    if settings is None:
+        settings = SFTSettings()
+    elif isinstance(settings, dict):
+        settings = SFTSettings.from_dict(settings)
+    if not train_records:
+        raise ValueError("no training records")
+    output_dir = Path(output_dir)
+    ckpt_dir = checkpoints_dir(output_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    forms = forms if forms is not None else TargetForms()
+    ledger = ledger if ledger is not None else LossLedger()
+
+    # bitsandbytes on the CPU: an earlier generate/eval forward breaks the next training step
+    # unless the repacked bf16 path is off (idempotent; a no-op without 4-bit layers).
+    fix_bnb_cpu_training(model)
+
+    resume_from = last_checkpoint(output_dir) if resume else None
+    if resume and resume_from is None:
+        print(f"resume=True but no checkpoint in {ckpt_dir}: training from the start")
+    if resume_from is not None:
+        if (Path(resume_from) / FORMS_FILENAME).exists():
+            forms.load_state(json.loads((Path(resume_from) / FORMS_FILENAME).read_text()))
+        if (Path(resume_from) / LEDGER_FILENAME).exists():
+            ledger.load_state(json.loads((Path(resume_from) / LEDGER_FILENAME).read_text()))
+
+    collator = ChatCollator(processor, prompt=settings.prompt, forms=forms,
+                            prompt_keyphrases=settings.prompt_keyphrases)
+    args = training_arguments(settings, ckpt_dir, has_eval=bool(valid_records))
+    trainer = KeyphraseTrainer(
+        model=model, args=args, collator=collator, train_dataset=RecordDataset(train_records),
+        eval_dataset=RecordDataset(valid_records) if valid_records else None,
+        callbacks=[_StateCheckpointCallback(forms, ledger), *callbacks], ledger=ledger)
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    runtime = time.perf_counter() - start
+
+    eval_loss = None
+    if valid_records:
+        done = [h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+        eval_loss = float(done[-1]["eval_loss"] if done else trainer.evaluate()["eval_loss"])
+        fix_bnb_cpu_training(model)  # the model may be trained further by the caller
+    adapter_dir = output_dir / ADAPTER_DIRNAME
+    model.save_pretrained(str(adapter_dir))
+    peak, kind = _peak_memory()
+
+    history = list(trainer.state.log_history)
+    train_losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]
+    eval_losses = [(int(h["step"]), float(h["eval_loss"])) for h in history if "eval_loss" in h]
+    mean_loss = output.training_loss if output.training_loss is not None and math.isfinite(output.training_loss) else None
+    return TrainResult(
+        output_dir=str(output_dir), adapter_dir=str(adapter_dir), steps=int(trainer.state.global_step),
+        final_loss=train_losses[-1][1] if train_losses else None, mean_loss=mean_loss, eval_loss=eval_loss,
+        runtime_s=runtime, tokens_per_s=trainer.tokens_seen / runtime if runtime > 0 and trainer.tokens_seen else None,
+        peak_memory_bytes=peak, peak_memory_kind=kind, train_losses=train_losses, eval_losses=eval_losses,
+        log_history=history, resumed_from=resume_from,
+        form_counts=forms.counts(r.id for r in train_records))
+
+
+# --------------------------------------------------------------------------------------------
+# Adapters
+# --------------------------------------------------------------------------------------------
+def adapter_base(adapter_dir: str | os.PathLike) -> str | None:
+    """The base model an adapter was trained on (from peft's ``adapter_config.json``)."""
+    cfg = Path(adapter_dir) / "adapter_config.json"
+    return json.loads(cfg.read_text()).get("base_model_name_or_path") if cfg.exists() else None
+
+
+def attach_adapter(model, adapter_dir: str | os.PathLike, trainable: bool = False):
+    """Put a saved LoRA adapter on an already loaded base model (``PeftModel.from_pretrained``)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def load_adapter(adapter_dir: str | os.PathLike, base: str | None = None, quantize_4bit: bool = False,
+                 trainable: bool = False, **load_kwargs):
+    """Load the base model (the one recorded in the adapter unless ``base`` is given) the way
+    training did, attach the adapter, and return ``(model, processor)`` ready for
+    :func:`mmkp_helpers.inference.generate`."""
+    base = base or adapter_base(adapter_dir)
+    if base is None:
+        raise ValueError(f"{adapter_dir} does not record its base model: pass base=")
+    load_kwargs.setdefault("verbose", False)
+    model, processor = load_vlm(base, quantize_4bit=quantize_4bit, lora=None, **load_kwargs)
+    return attach_adapter(model, adapter_dir, trainable=trainable), processor
