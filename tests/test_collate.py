@@ -122,7 +122,7 @@ def test_cot_form_and_fallback(processor, records):
     assert batch["forms"] == ["cot", "direct", "cot"]
     check_batch(processor, batch, records, ["cot", "direct", "cot"])
     learned = batch["input_ids"][0][batch["labels"][0] != IGNORE_INDEX]
-    assert processor.tokenizer.decode(learned) == "<think>the car is red</think>\nred; street car<|im_end|>"
+    assert processor.tokenizer.decode(learned) == "<think>the car is red</think>\nKeyphrases: red; street car<|im_end|>"
 
 
 def test_form_changes_take_effect_on_next_batch(processor, records):

@@ -1,6 +1,7 @@
 """The VLM loader and the tiny offline model: build -> save -> load_vlm(path) -> generate; the real
 Qwen tokenizer; 4-bit QLoRA on the CPU trains only the LoRA adapters."""
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -91,11 +92,20 @@ def test_resolve_model_builds_tiny_once(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown tiny model"):
         modeling.resolve_model("tiny-llama")
     calls = []
-    monkeypatch.setattr(modeling, "build_tiny_vlm", lambda path, family, seed: calls.append(path) or
-                        (path.mkdir(parents=True, exist_ok=True), (path / "mmkp_tiny.json").write_text('{"seed": 0}')))
+
+    def fake_build(path, family, seed):
+        calls.append(path)
+        path.mkdir(parents=True, exist_ok=True)
+        marker = {"seed": seed, "builder": modeling.BUILDER_VERSION, "size": asdict(modeling.TINY)}
+        (path / "mmkp_tiny.json").write_text(json.dumps(marker))
+
+    monkeypatch.setattr(modeling, "build_tiny_vlm", fake_build)
     first = modeling.resolve_model("tiny-qwen2_vl")
     second = modeling.resolve_model("tiny-qwen2_vl")
     assert first == second == str(tmp_path / "models" / "tiny-qwen2_vl") and len(calls) == 1
+    # a model made by an older builder (or another seed) is rebuilt
+    modeling.resolve_model("tiny-qwen2_vl", seed=1)
+    assert len(calls) == 2
 
 
 def test_hub_id_offline_fails_fast_and_clearly():

@@ -82,10 +82,21 @@ def test_assistant_turn_and_custom_template(example):
 
 # ------------------------------------------------------------------ targets
 def test_target_serialization():
-    assert direct_target(["kp1", "kp2", "kp3"]) == "kp1; kp2; kp3"
-    assert cot_target("it shows a dog", ["dog", "puppy"]) == "<think>it shows a dog</think>\ndog; puppy"
-    assert serialize_target(["a"]) == "a"
-    assert serialize_target(["a"], "why") == "<think>why</think>\na"
+    assert direct_target(["kp1", "kp2", "kp3"]) == "Keyphrases: kp1; kp2; kp3"
+    assert cot_target("it shows a dog", ["dog", "puppy"]) == "<think>it shows a dog</think>\nKeyphrases: dog; puppy"
+    assert serialize_target(["a"]) == "Keyphrases: a"
+    assert serialize_target(["a"], "why") == "<think>why</think>\nKeyphrases: a"
+
+
+def test_answer_label_keeps_keyphrase_tokens_as_in_running_text(tiny_model_dir):
+    # " car" in the post and in the answer are the same token; a bare "car" would not be
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    in_post = tok.encode("just got a new car")[-1]
+    in_answer = tok.encode(direct_target(["car", "red car"]))
+    assert in_answer[tok.encode("Keyphrases:").__len__()] == in_post
+    assert tok.encode("car")[0] != in_post
 
 
 def test_targets_parse_back():
