@@ -98,7 +98,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import Example, load_examples, read_keyphrase_list, train_keyphrases, write_jsonl
-from .text import is_present, stem_phrase, stem_text
+from .text import is_present, jaccard, stem_phrase, stem_text, word_shingles
 
 NGRAM = 2                  # word n-grams (shingles)
 THRESHOLD = 0.5            # Jaccard similarity from which two posts are near-duplicates
@@ -266,18 +266,7 @@ def shingle_set(text: str, n: int = NGRAM) -> frozenset:
     """The set of word n-grams of the normalised text, as token tuples (the whole token tuple when
     the text is shorter than n; empty for a text with no tokens). The slow, readable definition
     that the vectorised code reproduces."""
-    tokens = normalize_tokens(text)
-    if not tokens:
-        return frozenset()
-    if len(tokens) < n:
-        return frozenset({tuple(tokens)})
-    return frozenset(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    """|a & b| / |a | b| (0 for two empty sets)."""
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
+    return word_shingles(normalize_tokens(text), n)
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:

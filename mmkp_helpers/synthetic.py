@@ -84,7 +84,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .data import Example, train_keyphrases, write_jsonl
-from .text import present_in_text, tokenize
+from .text import jaccard, present_in_text, tokenize, word_shingles
 
 # --------------------------------------------------------------------------------------------
 # The closed vocabulary
@@ -130,17 +130,8 @@ SHINGLE = 2  # word bigrams for the near-duplicate measure
 
 
 def shingles(text: str, n: int = SHINGLE) -> frozenset:
-    """The set of word n-grams of a text (the whole token tuple when it is shorter than n)."""
-    tokens = tokenize(text)
-    if len(tokens) < n:
-        return frozenset({tuple(tokens)})
-    return frozenset(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    """|a & b| / |a | b| (0 for two empty sets)."""
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
+    """The set of word n-grams of a text (see :func:`mmkp_helpers.text.word_shingles`)."""
+    return word_shingles(tokenize(text), n)
 
 
 def _check_vocabulary() -> None:

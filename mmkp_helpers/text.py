@@ -97,3 +97,20 @@ def clear_caches() -> None:
     """Forget every cached stem (for memory measurements; never needed for correctness)."""
     _STEM_CACHE.clear()
     stem_phrase.cache_clear()
+
+
+def word_shingles(tokens: Sequence[str], n: int = 2) -> frozenset:
+    """The set of word n-grams of a token list, as tuples: the whole token tuple when there are
+    fewer than n tokens, and the empty set for no tokens. Near-duplicate texts share most of them."""
+    if not tokens:
+        return frozenset()
+    if len(tokens) < n:
+        return frozenset({tuple(tokens)})
+    return frozenset(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    """|a & b| / |a | b| (0 for two empty sets)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
