@@ -17,6 +17,29 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MMKP_CMKP_DIR", str((ROOT.parent / "shared" / "data" / "cmkp").resolve()))
 
 
+_LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_network():
+    """Refuse every non-loopback connection made in the test process: a test that reaches for
+    the network (the hub, a download) fails at once instead of passing on a connected machine.
+    Loopback stays open (Jupyter kernels talk over it)."""
+    import socket
+
+    original = socket.socket.connect
+
+    def guarded(sock, address, *args, **kwargs):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if isinstance(host, str) and not host.startswith(_LOOPBACK) and sock.family != socket.AF_UNIX:
+            raise OSError(f"tests may not use the network (tried to connect to {address})")
+        return original(sock, address, *args, **kwargs)
+
+    socket.socket.connect = guarded
+    yield
+    socket.socket.connect = original
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -85,3 +85,14 @@ def test_pytest_markers_declared():
     markers = " ".join(_pyproject()["tool"]["pytest"]["ini_options"]["markers"])
     for marker in ("slow", "notebooks", "gpu"):
         assert marker + ":" in markers
+
+
+def test_tests_cannot_reach_the_network():
+    import os
+    import socket
+
+    import pytest
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(OSError, match="tests may not use the network"):
+        socket.create_connection(("93.184.215.14", 80), timeout=5)
