@@ -42,9 +42,9 @@ def _run(job: dict) -> list[dict]:
     train = data.read_jsonl(splits[job["split"]]["train"])
     test = data.read_jsonl(splits[job["split"]]["test"])
     seen = data.read_keyphrase_list(splits[job["split"]]["train"].parent / "train_keyphrases.txt")
-    found = overlap.text_overlap([e.text for e in train], [e.text for e in test], 0.5, "exact", 2,
-                                 examples=len(train) * len(test))
-    near = {e["test"] for e in found["examples"]}
+    found = overlap.text_overlap([e.text for e in train], [e.text for e in test], overlap.THRESHOLD, "exact",
+                                 overlap.NGRAM, arrays=True)
+    near = set(found["arrays"]["near"].nonzero()[0].tolist())
     seen_norm = {overlap.normalize_keyphrase(k) for k in seen}
     groups = {"near_dup": [e for i, e in enumerate(test) if i in near],
               "fresh": [e for i, e in enumerate(test) if i not in near],
