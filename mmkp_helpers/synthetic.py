@@ -9,9 +9,9 @@ and how much do train/test near-duplicates inflate the scores?
 
 **A post.** Each post is about one *topic* object (``car``, ``bike``, ... 10 of them), sometimes at
 an *event* (``party``, ``trip``, ... 5). Its text is a short lower-case sentence (at most 20
-words) glued from independently drawn pieces::
+words, 22 with an account's signature) glued from independently drawn pieces::
 
-    <opener> <topic> [<middle>] [<preposition> <event>] <tail> [<interjection>]
+    <opener> <topic> [<middle>] [<preposition> <event>] <tail> [<interjection>] [via <account>]
     "just got a new car on the way home ready for the party so happy right now"
 
 **Its picture** (default 112 x 112 pixels) has two coarse cues, because a tiny model sees it as a
@@ -37,12 +37,25 @@ keyphrase      kind              rule
                                  is red"), the kind where a rationale should help
 ``night``      ``image``         the scene of the background colour, when it is not grey; no
                                  scene or colour word ever appears in any text
+``travel``     ``tag``           a tag of the account that posted it (series posts only, below):
+                                 no rule gives it, only having seen the account's posts
 =============  ================  ===============================================================
 
-With the defaults (event 30%, shape 85%, scene 85% of posts) about 43% of keyphrases are present,
-28% text+image and 28% image-only. A text-only model can get the present ones, must guess the
-colour of a ``text+image`` one (1 in 6) and the scene of an ``image`` one (1 in 6, or by the
-most frequent scene); an image-only model cannot name the topic.
+**Series (recurring accounts).** Much of Twitter's overlap comes from accounts that post the same
+kind of message again and again (shops, bots, fan pages) with hashtags of their own. ``n_series``
+accounts (default 8) share ``series_share`` of the training posts (default 40%: 30 posts each of
+the 600), all alike within an account: one subject
+(topic, object colour, scene), one text frame ending in the account's signature
+(``... via maple``), a fresh event and interjection per post, and ``series_tags`` tags (default 3)
+that no other account uses. An account's posts are near-duplicates of one another. A model can
+learn an account's tags only by memorising its posts; on a post of an account it never saw, the
+tags are unseen and no rule recovers them. This is where a split with train/test overlap pays.
+
+With the defaults (event 30%, shape 85%, scene 85% of posts, 40% of training posts in series)
+about 37% of training keyphrases are present, 24% text+image, 24% image-only and 15% tags
+(``expected_kind_shares``; fresh valid and test posts have no tags). A text-only model can get the
+present ones, must guess the colour of a ``text+image`` one (1 in 6) and the scene of an ``image``
+one (1 in 6, or by the most frequent scene); an image-only model cannot name the topic.
 
 **Unseen keyphrases.** A few colour x topic combinations (``heldout_combos``, default 8 of 60)
 never occur in training. In valid and test posts that have a shape, a share ``unseen_share``
@@ -53,7 +66,7 @@ its words were (``green bike``, ``red car``...). Every colour and topic keeps se
 training set (retweets, templates), which inflates scores. ``test`` (the "original" variant) mimics
 that: ``dup_share`` (default 30%) of its posts are light edits of training posts (one word
 swapped for a synonym and/or an interjection added or removed; the same objects redrawn with
-fresh small jitter) with the same keyphrases. ``test_clean`` has the same size and no near-
+fresh small jitter) with the same keyphrases (an account's tags included). ``test_clean`` has the same size and no near-
 duplicate: its posts are all fresh, and every fresh (valid or test) post's text is redrawn until
 its word-bigram Jaccard similarity with every training post is below ``fresh_max_jaccard``
 (0.4), while a near-duplicate is >= ``near_duplicate_threshold`` (0.5) by construction.
@@ -63,7 +76,7 @@ near-duplicates. ``train`` and ``valid`` are common to both variants.
 **Ground truth for teachers.** ``meta`` keeps what is drawn (``drawing``: background and
 shape colours, shape box), what it means (``truth``: topic, event, colour, scene), which cue gives
 which keyphrase (``cues``: one entry per keyphrase, naming the text evidence and/or the image
-evidence), whether the colour x topic was held out (``heldout``) and, for a near-duplicate, the
+evidence; for a tag, the account's signature), the account (``truth["series"]``, ``truth["tags"]``), whether the colour x topic was held out (``heldout``) and, for a near-duplicate, the
 training post it copies (``near_duplicate_of``) and the edit. An offline teacher can write a
 faithful rationale from it without looking at pixels.
 
@@ -125,7 +138,18 @@ SYNONYMS = {"love": "adore", "happy": "glad", "photos": "pics", "favourite": "fa
             "found": "spotted", "morning": "afternoon", "kids": "children", "market": "shop",
             "good": "great", "thanks": "cheers", "new": "shiny"}
 
-KINDS = ("present", "text+image", "image")
+#: Series: recurring posts of one account (a shop, a bot, a fan page) that repeat one text frame,
+#: end with the account's signature ("via <name>") and always carry the account's own tags.
+SERIES_NAMES = ("river", "stone", "cloud", "pixel", "nova", "echo", "amber", "orbit", "delta", "ember",
+                "maple", "lotus", "cedar", "coral", "falcon", "harbor", "willow", "meadow", "comet", "atlas",
+                "aurora", "breeze", "canyon", "dune")
+TAGS = ("goals", "family", "style", "music", "travel", "food", "art", "nature", "fitness", "summer", "winter",
+        "spring", "local", "classic", "design", "daily", "sale", "deal", "gift", "coffee", "tea", "craft", "gold",
+        "silver", "baby", "pets", "dogs", "cats", "fun", "school", "team", "news", "sport", "city", "street",
+        "urban", "quote", "fan", "club", "crew", "grow", "plan")
+SIGNATURE = "via"
+
+KINDS = ("present", "text+image", "image", "tag")
 SHINGLE = 2  # word bigrams for the near-duplicate measure
 
 
@@ -136,12 +160,16 @@ def shingles(text: str, n: int = SHINGLE) -> frozenset:
 
 def _check_vocabulary() -> None:
     """Fail loudly if a filler word could turn a keyphrase into a present one."""
-    keywords = set(TOPICS) | set(EVENTS) | set(COLOURS) | set(SCENES)
-    fillers = " ".join(OPENERS + MIDDLES + EVENT_PREPOSITIONS + TAILS + INTERJECTIONS
-                       + tuple(SYNONYMS.values())).split()
-    clash = keywords & set(fillers)
+    from .text import stem_token as stem
+
+    keywords = set(TOPICS) | set(EVENTS) | set(COLOURS) | set(SCENES) | set(TAGS)
+    fillers = " ".join(OPENERS + MIDDLES + EVENT_PREPOSITIONS + TAILS + INTERJECTIONS + SERIES_NAMES
+                       + (SIGNATURE,) + tuple(SYNONYMS.values())).split()
+    clash = {stem(w) for w in keywords} & {stem(w) for w in fillers}
     if clash:
         raise AssertionError(f"filler words clash with keyphrase words: {sorted(clash)}")
+    if len(set(TAGS)) != len(TAGS) or len(set(SERIES_NAMES)) != len(SERIES_NAMES):
+        raise AssertionError("tags and series names must be distinct")
 
 
 _check_vocabulary()
@@ -161,6 +189,9 @@ class SyntheticConfig:
     heldout_combos: int = 8              # colour x topic pairs never used in training
     unseen_share: float = 0.25           # share of valid/test shapes that use a held-out pair
     dup_share: float = 0.3               # share of the original test split that near-duplicates train
+    n_series: int = 8                    # recurring accounts among the training posts ...
+    series_share: float = 0.4            # ... that post this share of the training posts ...
+    series_tags: int = 3                 # ... and this many tags of its own on every post
     near_duplicate_threshold: float = 0.5
     fresh_max_jaccard: float = 0.4
 
@@ -177,10 +208,26 @@ class SyntheticConfig:
             raise ValueError("more near-duplicates asked for than there are training posts")
         if self.fresh_max_jaccard >= self.near_duplicate_threshold:
             raise ValueError("fresh_max_jaccard must be below near_duplicate_threshold")
+        if not 0 <= self.n_series <= len(SERIES_NAMES):
+            raise ValueError(f"n_series must lie in [0, {len(SERIES_NAMES)}]")
+        if not 0.0 <= self.series_share <= 1.0:
+            raise ValueError(f"series_share={self.series_share} must lie in [0, 1]")
+        if self.n_series and not 0 <= self.series_tags <= len(TAGS) // self.n_series:
+            raise ValueError(f"series_tags must lie in [0, {len(TAGS) // self.n_series}] for {self.n_series} accounts")
+        if self.n_series and self.series_size < 1:
+            raise ValueError(f"{self.n_series} accounts get no post from series_share={self.series_share} of "
+                             f"n_train={self.n_train}: raise one, or set n_series=0")
+
+    @property
+    def series_size(self) -> int:
+        """Training posts per account: ``series_share`` of ``n_train``, shared by the accounts."""
+        return int(round(self.series_share * self.n_train / self.n_series)) if self.n_series else 0
 
     def expected_kind_shares(self) -> dict[str, float]:
         """The share of each keyphrase kind the rules give on average."""
-        per_post = {"present": 1.0 + self.p_event, "text+image": self.p_shape, "image": self.p_scene}
+        series = self.n_series * self.series_size / self.n_train if self.n_train else 0.0
+        per_post = {"present": 1.0 + self.p_event, "text+image": self.p_shape, "image": self.p_scene,
+                    "tag": series * self.series_tags}
         total = sum(per_post.values())
         return {k: v / total for k, v in per_post.items()}
 
@@ -236,11 +283,17 @@ def render_image(drawing: dict):
     return img
 
 
-def _compose_text(rng: random.Random, topic: str, event: str | None) -> tuple[str, dict]:
-    parts = {"opener": rng.choice(OPENERS), "topic": topic, "middle": rng.choice(MIDDLES),
+def _compose_text(rng: random.Random, topic: str, event: str | None, series: dict | None = None) -> tuple[str, dict]:
+    """A post's text from independently drawn pieces; a series post keeps its series' frame
+    (opener, middle, tail) and ends with the series' signature."""
+    frame = series["frame"] if series else None
+    parts = {"opener": frame["opener"] if frame else rng.choice(OPENERS), "topic": topic,
+             "middle": frame["middle"] if frame else rng.choice(MIDDLES),
              "event": f"{rng.choice(EVENT_PREPOSITIONS)} {event}" if event else "",
-             "tail": rng.choice(TAILS),
+             "tail": frame["tail"] if frame else rng.choice(TAILS),
              "interjection": rng.choice(INTERJECTIONS) if rng.random() < INTERJECTION_RATE else ""}
+    if series:
+        parts["signature"] = f"{SIGNATURE} {series['name']}"
     return " ".join(p for p in parts.values() if p), parts
 
 
@@ -264,6 +317,11 @@ def _keyphrases(truth: dict) -> tuple[list[str], dict[str, str], list[dict]]:
         kinds[scene] = "image"
         cues.append({"keyphrase": scene, "kind": "image", "text": None,
                      "image": f"the {SCENES[scene][1]} background shows {scene}"})
+    for tag in truth.get("tags") or ():
+        kps.append(tag)
+        kinds[tag] = "tag"
+        cues.append({"keyphrase": tag, "kind": "tag", "image": None,
+                     "text": f"the post is signed '{SIGNATURE} {truth['series']}', an account that tags every post {tag}"})
     return kps, kinds, cues
 
 
@@ -290,6 +348,22 @@ class _Generator:
         held = set(self.heldout)
         self.seen_colours = {t: [c for c in COLOURS if (c, t) not in held] for t in TOPICS}
         self.train_shingles: list[frozenset] = []
+        self.series = self._draw_series()
+
+    def _draw_series(self) -> list[dict]:
+        """The recurring accounts: a name, tags of their own, one subject (topic, object colour,
+        scene, shape) and one text frame each. Their posts differ only in the event, an
+        interjection and the image's jitter, so they are near-duplicates of one another."""
+        rng, cfg = self.rng, self.config
+        names = rng.sample(SERIES_NAMES, cfg.n_series)
+        tags = rng.sample(TAGS, cfg.n_series * cfg.series_tags)
+        series = []
+        for k, name in enumerate(names):
+            truth, _ = self.truth(allow_heldout=False)
+            truth.update(event=None, series=name, tags=tags[k * cfg.series_tags:(k + 1) * cfg.series_tags])
+            frame = {"opener": rng.choice(OPENERS), "middle": rng.choice(MIDDLES), "tail": rng.choice(TAILS)}
+            series.append({"name": name, "tags": truth["tags"], "truth": truth, "frame": frame, "first": None})
+        return series
 
     def truth(self, allow_heldout: bool) -> tuple[dict, bool]:
         rng, cfg = self.rng, self.config
@@ -304,7 +378,29 @@ class _Generator:
         event = rng.choice(EVENTS) if rng.random() < cfg.p_event else None
         scene = rng.choice(list(SCENES)) if rng.random() < cfg.p_scene else None
         shape = rng.choice(SHAPES) if has_shape else None
-        return {"topic": topic, "event": event, "colour": colour, "scene": scene, "shape": shape}, heldout
+        return {"topic": topic, "event": event, "colour": colour, "scene": scene, "shape": shape,
+                "series": None, "tags": []}, heldout
+
+    def series_post(self, ex_id: str, series: dict) -> Example:
+        """A training post of a series: its subject and frame, a fresh event and interjection,
+        within near-duplicate distance of the series' first post."""
+        rng, cfg = self.rng, self.config
+        truth = dict(series["truth"])
+        for _ in range(50):
+            truth["event"] = rng.choice(EVENTS) if rng.random() < cfg.p_event else None
+            text, parts = _compose_text(rng, truth["topic"], truth["event"], series)
+            if series["first"] is None or jaccard(shingles(text), series["first"]) >= cfg.near_duplicate_threshold:
+                break
+        else:  # (rare) the first post's own text again: an exact duplicate, as reposts are
+            truth["event"] = series["first_event"]
+            parts = dict(series["first_parts"])
+            text = " ".join(p for p in parts.values() if p)
+        if series["first"] is None:
+            series.update(first=shingles(text), first_parts=parts, first_event=truth["event"])
+        drawing = _drawing(rng, truth, cfg.image_size)
+        ex = _make_example(ex_id, "train", text, parts, truth, drawing, False, cfg.seed)
+        self.train_shingles.append(shingles(text))
+        return ex
 
     def post(self, ex_id: str, split: str, fresh: bool) -> Example:
         """A new post; ``fresh`` ones (valid/test) keep away from every training text."""
@@ -332,15 +428,17 @@ class _Generator:
         original text); ``meta["edit"]`` lists what was changed."""
         rng = self.rng
         source = shingles(original.text)
-        for _ in range(50):
+        for attempt in range(50):
             words = original.text.split()
             edits = []
             candidates = [i for i, w in enumerate(words) if w in SYNONYMS]
-            if candidates:
+            # a swap, an interjection changed, or both; short texts may only take the interjection
+            swap = bool(candidates) and (attempt < 25 or rng.random() < 0.5)
+            if swap:
                 i = rng.choice(candidates)
                 edits.append(f"{words[i]} -> {SYNONYMS[words[i]]}")
                 words[i] = SYNONYMS[words[i]]
-            if not candidates or rng.random() < 0.5:
+            if not swap or rng.random() < 0.5:
                 if words[-1] in INTERJECTIONS:
                     edits.append(f"- {words[-1]}")
                     words.pop()
@@ -378,7 +476,12 @@ def generate(seed: int = 0, n_train: int = 600, n_valid: int = 100, n_test: int 
 
 def _generate(config: SyntheticConfig) -> dict[str, list[Example]]:
     gen = _Generator(config)
-    train = [gen.post(f"syn-train-{i:04d}", "train", fresh=False) for i in range(1, config.n_train + 1)]
+    slots = [s for s in gen.series for _ in range(config.series_size)]
+    slots += [None] * (config.n_train - len(slots))
+    if gen.series:  # (without accounts the random stream is that of version 1 of the benchmark)
+        gen.rng.shuffle(slots)
+    train = [gen.series_post(f"syn-train-{i:04d}", s) if s else gen.post(f"syn-train-{i:04d}", "train", fresh=False)
+             for i, s in enumerate(slots, 1)]
     valid = [gen.post(f"syn-valid-{i:04d}", "valid", fresh=True) for i in range(1, config.n_valid + 1)]
     fresh = [gen.post(f"syn-test-{i:04d}", "test", fresh=True) for i in range(1, config.n_test + 1)]
     n_dup = round(config.dup_share * config.n_test)
@@ -426,7 +529,7 @@ def manifest(config: SyntheticConfig, splits: dict[str, list[Example]]) -> dict:
     train = splits["train"]
     return {
         "name": "mmkp-synthetic",
-        "version": 1,
+        "version": 2,
         "params": {**asdict(config), "image_size": list(config.image_size)},
         "files": {name: f"{name}.jsonl" for name in splits} | {"train_keyphrases": "train_keyphrases.txt",
                                                                "images": "images/"},
@@ -437,11 +540,14 @@ def manifest(config: SyntheticConfig, splits: dict[str, list[Example]]) -> dict:
                                 for name, exs in splits.items()},
         "expected_kind_shares": {k: round(v, 4) for k, v in config.expected_kind_shares().items()},
         "kind_shares": {name: kind_shares(exs) for name, exs in splits.items()},
-        "vocabulary": {"topics": list(TOPICS), "events": list(EVENTS),
+        "vocabulary": {"topics": list(TOPICS), "events": list(EVENTS), "tags": list(TAGS),
                        "colours": {k: list(v) for k, v in COLOURS.items()},
                        "scenes": {k: {"rgb": list(v[0]), "looks": v[1]} for k, v in SCENES.items()},
                        "no_scene": {"rgb": list(NO_SCENE[0]), "looks": NO_SCENE[1]}, "shapes": list(SHAPES)},
         "heldout_combos": [f"{c} {t}" for c, t in heldout_pairs(config)],
+        "series": [{"name": f"{SIGNATURE} {s['name']}", "tags": s["tags"], "subject": {
+            k: s["truth"][k] for k in ("topic", "colour", "scene")}, "frame": s["frame"],
+            "train_posts": config.series_size} for s in _Generator(config).series],
         "unseen": {name: unseen_stats(train, exs) for name, exs in splits.items() if name != "train"},
         "overlap": {"measure": f"word {SHINGLE}-gram Jaccard with the most similar training post",
                     "threshold": config.near_duplicate_threshold,

@@ -1,8 +1,9 @@
 """Smoke run of notebook 03 with `mmkp-run --profile tiny`; assertions read what it recorded:
-training happened in every run; SFT beats the untrained model and the image helps on image
-keyphrases by wide margins. The original-vs-clean difference is recorded and decomposed, not
-asserted: on the synthetic benchmark its sign depends on the seed and the training budget
-(measured over 8 seeds with `python -m mmkp_helpers.bench.sft_seeds`, see the README)."""
+training happened in every run; SFT beats the untrained model, the image helps on image
+keyphrases, and the original split scores above the clean one, by wide margins. The last holds
+because the original split's test accounts were seen in training (their tags memorised) and the
+clean split's were not; over 8 training seeds the difference was +0.115 to +0.311 F1@M
+(`results/bench/sft_series_8seeds_cpu16.jsonl`, `python -m mmkp_helpers.bench.sft_seeds`)."""
 import math
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def test_03_sft_qlora(tiny_run):
     for r in records:
         assert r["notebook"] == "03_sft_qlora" and r["dataset"] == "synthetic" and r["n"] == 150
         assert {"all", "present", "absent", "unseen", "image", "text+image"} <= set(r["metrics"])
+    assert "tag" in rec[("sft", "original")]["metrics"] and "tag" in rec[("sft", "text+image")]["metrics"]
 
     # training happened: finite, falling losses; a validation loss; an adapter on disk
     for name in RUNS:
@@ -48,12 +50,20 @@ def test_03_sft_qlora(tiny_run):
     f = m["findings"]
     assert f["sft_gain_f1m"] == pytest.approx(f1m(sft) - f1m(before))
     assert f["overlap_inflation_f1m"] == pytest.approx(f1m(("sft", "original")) - f1m(sft))
+    # overlap inflates: the original split above the clean one, and the accounts' tags are why
+    assert f1m(("sft", "original")) >= f1m(sft) + 0.05
+    assert f1m(("sft", "original"), "tag") >= 0.5 > 0.05 >= f1m(sft, "tag")
 
     b = m["breakdown"]
+    clean_accounts, clean_other = b["text+image (clean): account posts"], b["text+image (clean): other posts"]
+    assert clean_accounts["posts"] > 20 and b["original: account posts"]["posts"] > 20
+    assert clean_accounts["F1@M"] + 0.2 <= clean_other["F1@M"]
+    assert b["original: account posts"]["F1@M"] >= clean_accounts["F1@M"] + 0.2
     assert b["original: near-duplicates of training posts"]["posts"] > 20
     assert b["original: near-duplicates of training posts"]["posts"] + b["original: fresh posts"]["posts"] == 150
     assert b["text+image (clean): an unseen keyphrase"]["posts"] == rec[sft]["metrics"]["unseen"]["n"] > 0
     assert all(0.0 <= v["F1@M"] <= 1.0 for v in b.values())
+    assert b["original: account posts"]["posts"] + b["original: other posts"]["posts"] == 150
 
     bundles = results.read_notebook_records(out / "03_sft_qlora.ipynb")
     assert bundles and bundles[-1]["metrics"] == records

@@ -38,7 +38,17 @@ def sample_20k(cmkp_pool) -> list[str]:
 
 @pytest.fixture(scope="module")
 def synthetic_pool() -> list[Example]:
-    parts = generate(seed=0, dup_share=1.0)
+    """The synthetic pool without recurring accounts: many small clusters, steerable both ways."""
+    return _pool(generate(seed=0, dup_share=1.0, n_series=0))
+
+
+@pytest.fixture(scope="module")
+def account_pool() -> list[Example]:
+    """The default synthetic pool: 8 recurring accounts, each one large cluster with its own tags."""
+    return _pool(generate(seed=0, dup_share=1.0))
+
+
+def _pool(parts) -> list[Example]:
     seen, pool = set(), []
     for name in ("train", "valid", "test_clean", "test"):
         for ex in parts[name]:
@@ -226,6 +236,35 @@ def test_clean_split_synthetic(synthetic_pool):
     assert [e.id for e in other["test"]] != [e.id for e in clean["test"]]
 
 
+def test_clean_split_keeps_accounts_whole(account_pool):
+    """An account's posts are near-duplicates of one another, so each lands wholly on one side of
+    the clean split (its tags unseen when that side is test), and on both sides of a random one."""
+    sizes = overlap._sizes(len(account_pool), 0.1, 0.15)
+    clean, info = overlap.build_clean_split(account_pool, sizes, seed=0, unseen_share=0.35)
+    assert info["within_tolerance"] and _cross_pairs(clean, 0.5, brute=False) == 0
+    original = overlap.random_split(account_pool, sizes, seed=0)
+
+    def sides(parts):
+        out = {}
+        for name, exs in parts.items():
+            for ex in exs:
+                if ex.meta["truth"]["series"]:
+                    out.setdefault(ex.meta["truth"]["series"], set()).add(name)
+        return out
+
+    assert all(len(s) == 1 for s in sides(clean).values())
+    test_accounts = [a for a, s in sides(clean).items() if s == {"test"}]
+    assert test_accounts  # and their tags are unseen in training
+    seen = {kp for ex in clean["train"] for kp in ex.keyphrases}
+    assert all(tag not in seen for ex in clean["test"] for tag in ex.meta["truth"]["tags"])
+    assert sum(len(s) > 1 for s in sides(original).values()) >= 6
+    seen = {kp for ex in original["train"] for kp in ex.keyphrases}
+    assert all(tag in seen for ex in original["test"] for tag in ex.meta["truth"]["tags"])
+    # asking for less than whole accounts allow: the builder says it cannot
+    with pytest.warns(UserWarning, match="cannot give"):
+        overlap.build_clean_split(account_pool, sizes, seed=0, unseen_share=0.1)
+
+
 @pytest.mark.parametrize("target", [0.05, 0.2])
 def test_clean_split_cmkp_unseen_share(cmkp_pool, target):
     """On the real pool the plain fill leaves ~11% unseen: the builder steers both ways."""
@@ -251,7 +290,9 @@ def test_prepare_splits_synthetic(tmp_path):
     f = manifest["figures"]
     assert f["clean"]["text"]["test_vs_train"]["near_duplicates"] == 0
     assert f["original"]["text"]["test_vs_train"]["near_duplicate_share"] > 0.1
-    assert abs(f["clean"]["unseen_share"]["test"] - 0.1) <= 0.02
+    assert abs(f["clean"]["unseen_share"]["test"] - overlap.UNSEEN_SHARE["synthetic"]) <= 0.02
+    assert manifest["params"]["unseen_share"] == 0.35 and manifest["clean_split"]["within_tolerance"]
+    assert f["original"]["unseen_share"]["test"] == 0.0
     assert f["original"]["counts"] == f["clean"]["counts"]
     # a second call with the same parameters does nothing
     stamp = {p: p.stat().st_mtime_ns for p in folder.rglob("*.jsonl")}
@@ -259,8 +300,8 @@ def test_prepare_splits_synthetic(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.jsonl")} == stamp
     # other parameters: rebuilt, and the same seed gives the same files
     before = paths["clean"]["test"].read_bytes()
-    overlap.prepare_splits("synthetic", tmp_path, seed=0, unseen_share=0.05, verbose=False)
-    assert overlap.read_manifest(tmp_path, "synthetic")["params"]["unseen_share"] == 0.05
+    overlap.prepare_splits("synthetic", tmp_path, seed=0, unseen_share=0.34, verbose=False)
+    assert overlap.read_manifest(tmp_path, "synthetic")["params"]["unseen_share"] == 0.34
     overlap.prepare_splits("synthetic", tmp_path, seed=0, verbose=False)
     assert paths["clean"]["test"].read_bytes() == before
 

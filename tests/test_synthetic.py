@@ -10,7 +10,8 @@ from PIL import Image
 
 from mmkp_helpers.data import read_jsonl, read_keyphrase_list
 from mmkp_helpers.metrics import score_examples
-from mmkp_helpers.synthetic import COLOURS, EVENTS, SCENES, TOPICS, SyntheticConfig, generate, make_synthetic
+from mmkp_helpers.synthetic import (COLOURS, EVENTS, SCENES, SERIES_NAMES, TAGS, TOPICS, SyntheticConfig, generate,
+                                    make_synthetic)
 from mmkp_helpers.text import present_in_text
 
 NEAR_DUP = 0.5  # the design's near-duplicate threshold on word-bigram Jaccard
@@ -60,7 +61,7 @@ def test_sizes_and_files(bench, splits):
     assert len({e.id for part in splits.values() for e in part}) == 600 + 100 + 150 + 45
     for part in splits.values():
         for ex in part:
-            assert 4 <= len(ex.text.split()) <= 20
+            assert 4 <= len(ex.text.split()) <= (22 if ex.meta["truth"]["series"] else 20)  # + "via <name>"
             assert ex.image and Path(ex.image).is_file()
     assert read_keyphrase_list(bench / "train_keyphrases.txt") == sorted({kp for e in splits["train"] for kp in e.keyphrases})
 
@@ -85,19 +86,25 @@ def test_images_carry_the_cues(splits):
 # ------------------------------------------------------------------ keyphrase kinds
 def test_kind_shares_within_bounds(bench, splits):
     expected = SyntheticConfig().expected_kind_shares()
-    assert expected["present"] == pytest.approx(1.3 / 3.0)
+    assert expected["present"] == pytest.approx(1.3 / (1.3 + 0.85 + 0.85 + 240 / 600 * 3))
+    fresh = SyntheticConfig(n_series=0).expected_kind_shares()  # valid and test posts: no accounts
+    assert fresh["tag"] == 0.0 and fresh["present"] == pytest.approx(1.3 / 3.0)
     manifest = json.loads((bench / "manifest.json").read_text())
     for name, examples in splits.items():
-        counts = {"present": 0, "image": 0, "text+image": 0}
+        counts = {"present": 0, "image": 0, "text+image": 0, "tag": 0}
         for ex in examples:
             assert set(ex.meta["kinds"]) == set(ex.keyphrases)
             for kp in ex.keyphrases:
                 counts[ex.meta["kinds"][kp]] += 1
         total = sum(counts.values())
-        tolerance = 0.04 if name == "train" else 0.07
-        for kind, share in expected.items():
-            assert abs(counts[kind] / total - share) <= tolerance, (name, kind, counts[kind] / total)
+        for kind in counts:
             assert manifest["kind_shares"][name][kind] == pytest.approx(counts[kind] / total, abs=1e-4)
+        if name == "test":  # fresh posts and copies of training posts: in between
+            assert 0 < counts["tag"] / total < expected["tag"]
+            continue
+        target, tolerance = (expected, 0.04) if name == "train" else (fresh, 0.07)
+        for kind, share in target.items():
+            assert abs(counts[kind] / total - share) <= tolerance, (name, kind, counts[kind] / total)
 
 
 def test_kinds_follow_their_rules(splits):
@@ -116,6 +123,8 @@ def test_kinds_follow_their_rules(splits):
                     colour, topic = kp.split()
                     assert (colour, topic) == (truth["colour"], truth["topic"])
                     assert colour not in words and topic in words
+                if kind == "tag":  # an account's tag: never in the text, which carries the signature
+                    assert kp in truth["tags"] and kp not in words and f"via {truth['series']}" in ex.text
             # no scene or colour word appears in any text
             assert not words & (set(SCENES) | set(COLOURS))
             # the ground truth a teacher needs: one cue per keyphrase
@@ -139,10 +148,52 @@ def test_unseen_test_keyphrases_are_made_of_seen_words(bench, splits):
     assert {w for w in seen_words} >= set(TOPICS) | set(COLOURS) | set(SCENES) | set(EVENTS)
 
 
+# ------------------------------------------------------------------ recurring accounts
+def test_accounts_repeat_one_post_with_tags_of_their_own(bench, splits):
+    cfg = SyntheticConfig()
+    manifest = json.loads((bench / "manifest.json").read_text())
+    train = splits["train"]
+    accounts: dict[str, list] = {}
+    for ex in train:
+        if ex.meta["truth"]["series"]:
+            accounts.setdefault(ex.meta["truth"]["series"], []).append(ex)
+    assert len(accounts) == cfg.n_series and all(len(posts) == cfg.series_size for posts in accounts.values())
+    assert set(accounts) <= set(SERIES_NAMES)
+    assert {a["name"]: a["tags"] for a in manifest["series"]} == {
+        f"via {name}": posts[0].meta["truth"]["tags"] for name, posts in accounts.items()}
+    owner = {}
+    for name, posts in accounts.items():
+        first = posts[0]
+        tags = first.meta["truth"]["tags"]
+        assert len(tags) == cfg.series_tags and set(tags) <= set(TAGS)
+        for ex in posts:  # one subject, one frame, one set of tags: near-duplicates of the first post
+            truth = ex.meta["truth"]
+            assert (truth["topic"], truth["colour"], truth["scene"], truth["tags"]) == (
+                first.meta["truth"]["topic"], first.meta["truth"]["colour"], first.meta["truth"]["scene"], tags)
+            assert ex.keyphrases[-len(tags):] == tags
+            assert _jaccard(ex.text, first.text) >= NEAR_DUP
+        for tag in tags:
+            assert owner.setdefault(tag, name) == name  # no tag is shared between accounts
+    # nobody else uses the tags or the signature
+    for name in ("train", "valid", "test_clean"):
+        for ex in splits[name]:
+            if not ex.meta["truth"]["series"]:
+                assert not set(ex.keyphrases) & set(owner) and " via " not in f" {ex.text} "
+    # copies of account posts keep the account's tags: the original test split has seen tags
+    copied = [ex for ex in splits["test"] if ex.meta["truth"]["series"]]
+    assert copied and all("near_duplicate_of" in ex.meta for ex in copied)
+    assert not any(ex.meta["truth"]["series"] for ex in splits["test_clean"] + splits["valid"])
+
+
 # ------------------------------------------------------------------ original vs clean overlap
 def _bigrams(text: str) -> set:
     words = text.lower().split()
     return {tuple(words[i:i + 2]) for i in range(len(words) - 1)}
+
+
+def _jaccard(a: str, b: str) -> float:
+    x, y = _bigrams(a), _bigrams(b)
+    return len(x & y) / len(x | y)
 
 
 def _max_jaccard(text: str, train_bigrams: list[set]) -> float:
@@ -186,7 +237,7 @@ def test_keyphrase_words_are_single_qwen_tokens():
     from mmkp_helpers.modeling import build_qwen_tokenizer
 
     tok = build_qwen_tokenizer()
-    for word in (*TOPICS, *EVENTS, *COLOURS, *SCENES):
+    for word in (*TOPICS, *EVENTS, *COLOURS, *SCENES, *TAGS):
         assert len(tok.tokenize(" " + word)) == 1 and len(tok.tokenize(word)) == 1, word
 
 
@@ -195,6 +246,12 @@ def test_config_is_checked():
         generate(n_train=10, n_test=100, dup_share=0.5)
     with pytest.raises(ValueError):
         generate(p_scene=1.5)
+    with pytest.raises(ValueError):
+        generate(n_train=10, n_series=8, series_share=0.4)  # 4 posts for 8 accounts
+    with pytest.raises(ValueError):
+        generate(series_share=1.5)
+    assert SyntheticConfig().series_size == 30 and SyntheticConfig(n_train=60).series_size == 3
+    assert not any(ex.meta["truth"]["series"] for ex in generate(n_series=0, n_train=60, n_valid=5, n_test=10)["train"])
 
 
 # ------------------------------------------------------------------ the cues survive a frozen random vision tower

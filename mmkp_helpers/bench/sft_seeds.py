@@ -10,7 +10,8 @@ evaluation point (also appended to ``--out``), so a run that is cut short still 
         --seeds 0 1 --splits original clean --jobs 2 --threads 1
 
 A setting holds :class:`mmkp_helpers.training.SFTSettings` fields plus ``lora_r``,
-``lora_alpha``, ``lora_dropout`` and ``quantize_4bit``. Splits are those of
+``lora_alpha``, ``lora_dropout``, ``quantize_4bit`` and ``synthetic`` (generator options for
+:func:`mmkp_helpers.overlap.prepare_splits`; such a setting gets its own splits folder). Splits are those of
 :func:`mmkp_helpers.overlap.prepare_splits` (``--results-dir``, default ``results/tiny``).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 DEFAULT = {"learning_rate": 2e-3, "lr_scheduler": "cosine", "warmup": 0.05, "max_steps": 400, "batch_size": 8,
            "lora_r": 64, "lora_alpha": 256, "lora_dropout": 0.0, "quantize_4bit": True}
-LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "quantize_4bit")
+LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "quantize_4bit", "synthetic")
 
 
 def _run(job: dict) -> list[dict]:
@@ -38,7 +39,8 @@ def _run(job: dict) -> list[dict]:
 
     from mmkp_helpers import collate, data, inference, modeling, overlap, training
 
-    splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, verbose=False)
+    splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, synthetic=job["setting"].get("synthetic"),
+                                    verbose=False)
     train = data.read_jsonl(splits[job["split"]]["train"])
     test = data.read_jsonl(splits[job["split"]]["test"])
     seen = data.read_keyphrase_list(splits[job["split"]]["train"].parent / "train_keyphrases.txt")
@@ -49,7 +51,9 @@ def _run(job: dict) -> list[dict]:
     groups = {"near_dup": [e for i, e in enumerate(test) if i in near],
               "fresh": [e for i, e in enumerate(test) if i not in near],
               "all_seen": [e for e in test if all(overlap.normalize_keyphrase(k) in seen_norm for k in e.keyphrases)],
-              "has_unseen": [e for e in test if any(overlap.normalize_keyphrase(k) not in seen_norm for k in e.keyphrases)]}
+              "has_unseen": [e for e in test if any(overlap.normalize_keyphrase(k) not in seen_norm for k in e.keyphrases)],
+              "series": [e for e in test if "tag" in e.kinds.values()],
+              "not_series": [e for e in test if "tag" not in e.kinds.values()]}
     setting = DEFAULT | job["setting"]
     sft = {k: v for k, v in setting.items() if k not in LORA_KEYS}
     settings = training.SFTSettings(**(sft | {"prompt": job["prompt"], "seed": job["seed"], "logging_steps": 50,
@@ -142,12 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from mmkp_helpers import modeling, overlap
 
-    overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)  # once, before the workers
+    settings = json.loads(args.settings)
+    folders = {name: str(Path(args.results_dir) / f"sweep-{name}") if "synthetic" in setting else args.results_dir
+               for name, setting in settings.items()}
+    for name, setting in settings.items():  # the splits once, before the workers
+        overlap.prepare_splits("synthetic", folders[name], seed=0, synthetic=setting.get("synthetic"), verbose=False)
     modeling.resolve_model("tiny-qwen2_vl")
     jobs = [{"name": name, "setting": setting, "seed": seed, "split": split, "prompt": prompt,
-             "threads": args.threads, "eval_every": args.eval_every, "results_dir": args.results_dir,
+             "threads": args.threads, "eval_every": args.eval_every, "results_dir": folders[name],
              "work": args.work, "out": args.out}
-            for name, setting in json.loads(args.settings).items() for seed in args.seeds
+            for name, setting in settings.items() for seed in args.seeds
             for split in args.splits for prompt in args.prompts]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(_run, job) for job in jobs]
