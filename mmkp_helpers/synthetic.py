@@ -52,8 +52,9 @@ learn an account's tags only by memorising its posts; on a post of an account it
 tags are unseen and no rule recovers them. This is where a split with train/test overlap pays.
 
 With the defaults (event 30%, shape 85%, scene 85% of posts, 40% of training posts in series)
-about 37% of training keyphrases are present, 24% text+image, 24% image-only and 15% tags
-(``expected_kind_shares``; fresh valid and test posts have no tags). A text-only model can get the
+about 31% of training keyphrases are present, 20% text+image, 20% image-only and 29% tags
+(``expected_kind_shares``); fresh valid and test posts have no tags: 43% present, 28% text+image,
+28% image-only. A text-only model can get the
 present ones, must guess the colour of a ``text+image`` one (1 in 6) and the scene of an ``image``
 one (1 in 6, or by the most frequent scene); an image-only model cannot name the topic.
 
