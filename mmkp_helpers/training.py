@@ -34,6 +34,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from .collate import IGNORE_INDEX, ChatCollator, TargetForms, TrainRecord
+from .losses import fused_parts, linear_cross_entropy
 from .modeling import fix_bnb_cpu_training, load_vlm
 
 ADAPTER_DIRNAME = "adapter"
@@ -74,6 +75,7 @@ class SFTSettings:
     prompt: str = "direct"  # the user-turn template; generate with the same one
     prompt_keyphrases: int = 5  # "at most N keyphrases" in the prompt (generate's prompt_keyphrases)
     progress: bool = True
+    fused_loss: bool = True  # answer-token loss by a fused linear cross-entropy (see mmkp_helpers.losses)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SFTSettings":
@@ -143,6 +145,21 @@ def loss_positions(labels: torch.Tensor) -> torch.Tensor:
     vocabulary projection runs on the answer spans only, not on the prompt and image tokens:
     with a 152k vocabulary that is most of the time and memory of a step."""
     return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+
+
+def fused_token_losses(parts, inputs: dict, labels: torch.Tensor):
+    """The trainer's loss path with :func:`mmkp_helpers.losses.linear_cross_entropy`:
+    ``(outputs, losses, mask)`` with ``losses``/``mask`` shaped ``(batch, length-1)`` as
+    :func:`token_losses` gives them, the logits computed only at the labelled (row, position) pairs."""
+    body, head = parts
+    outputs = body(**inputs, use_cache=False)
+    hidden = outputs.last_hidden_state
+    targets = labels[:, 1:].to(hidden.device)
+    mask = targets != IGNORE_INDEX
+    rows, cols = mask.nonzero(as_tuple=True)
+    picked = linear_cross_entropy(hidden[rows, cols], head.weight, targets[rows, cols])
+    losses = torch.zeros(targets.shape, dtype=picked.dtype, device=hidden.device).index_put((rows, cols), picked)
+    return outputs, losses, mask.to(losses.dtype)
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,16 +246,21 @@ class KeyphraseTrainer(Trainer):
       a form change made in a callback's ``on_step_end`` applies from the very next step.
     - **Per-example losses.** The attribution keys (``example_ids``, ``forms``) are removed
       before the forward pass; each training example's mean token loss goes to ``ledger`` and
-      ``last_example_losses``. Logits are computed on the answer positions only
-      (``logits_to_keep``, see :func:`loss_positions`).
+      ``last_example_losses``. Logits are computed at the labelled positions only: with
+      ``fused_loss`` (Qwen2-VL models) by :func:`mmkp_helpers.losses.linear_cross_entropy` on
+      exactly the labelled (row, position) pairs, which never materialises the logits' gradient;
+      otherwise by the model on the union of answer positions (``logits_to_keep``, see
+      :func:`loss_positions`). Both compute the same loss.
     - **Loss scale.** The batch loss is the mean over supervised tokens; under gradient
       accumulation it is normalised by the token count of the whole accumulated batch.
     - ``tokens_seen`` counts the (unpadded) tokens trained on, for a throughput figure.
     """
 
-    def __init__(self, *args, collator: ChatCollator, ledger: LossLedger | None = None, **kwargs):
+    def __init__(self, *args, collator: ChatCollator, ledger: LossLedger | None = None, fused_loss: bool = True,
+                 **kwargs):
         kwargs["data_collator"] = defer_records
         super().__init__(*args, **kwargs)
+        self.fused_loss = fused_loss
         self.collator = collator
         self.ledger = ledger if ledger is not None else LossLedger()
         self.tokens_seen = 0
@@ -273,9 +295,13 @@ class KeyphraseTrainer(Trainer):
         ids = inputs.pop("example_ids", None)
         forms = inputs.pop("forms", None)
         labels = inputs.pop("labels")
-        positions = loss_positions(labels)
-        outputs = model(**inputs, use_cache=False, logits_to_keep=positions.to(labels.device))
-        losses, mask = token_losses(outputs.logits, labels, positions)
+        parts = fused_parts(model) if self.fused_loss else None
+        if parts is not None:
+            outputs, losses, mask = fused_token_losses(parts, inputs, labels)
+        else:
+            positions = loss_positions(labels)
+            outputs = model(**inputs, use_cache=False, logits_to_keep=positions.to(labels.device))
+            losses, mask = token_losses(outputs.logits, labels, positions)
         total = losses.sum()
         if model.training and num_items_in_batch is not None:
             loss = total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
@@ -420,7 +446,8 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
     trainer = KeyphraseTrainer(
         model=model, args=args, collator=collator, train_dataset=RecordDataset(train_records),
         eval_dataset=RecordDataset(valid_records) if valid_records else None,
-        callbacks=[_StateCheckpointCallback(forms, ledger), *callbacks], ledger=ledger)
+        callbacks=[_StateCheckpointCallback(forms, ledger), *callbacks], ledger=ledger,
+        fused_loss=settings.fused_loss)
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
