@@ -34,6 +34,10 @@ Subsets beyond CMKP's three:
   are scored against the post's predictions **minus those that match one of the post's other
   targets** (a hit on another kind neither helps nor hurts); wrong predictions stay and count
   against precision. Posts with no target in the subset are skipped.
+- **unseen:<subset>** (given the training keyphrases and extra subsets): the unseen targets of
+  that subset, scored by the same rule (predictions matching the post's other targets removed).
+  Present only when some post has such a target, e.g. ``unseen:text+image`` (a colour x object
+  pair never seen in training, both words seen) and ``unseen:tag`` on the synthetic benchmark.
 
 Scores are floats in [0, 1]. Each subset also reports P@k and R@k and its counts: ``n`` (posts
 scored), ``n_targets`` and ``n_predictions`` (after filtering, in that subset).
@@ -186,6 +190,10 @@ def score(predictions: Sequence[Sequence[str]], targets: Sequence[Sequence[str]]
                 continue
             others = gold_set - wanted
             acc[name].add([p for p in preds if p not in others], wanted)
+            unseen_wanted = wanted - seen if seen is not None else set()
+            if unseen_wanted:  # e.g. unseen:text+image, the held-out colour x object pairs
+                acc.setdefault(f"unseen:{name}", _Accumulator()).add(
+                    [p for p in preds if p not in gold_set - unseen_wanted], unseen_wanted)
     result: dict = {"n": n}
     result.update({name: a.result() for name, a in acc.items()})
     return result

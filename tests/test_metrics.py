@@ -230,3 +230,19 @@ def test_property_scores_in_unit_interval(posts, train):
         for metric in METRIC_NAMES:
             assert 0.0 <= scores[metric] <= 1.0, (name, metric, scores[metric])
         assert scores["n"] <= len(posts)
+
+
+def test_unseen_kind_subsets():
+    """unseen:<kind> scores the unseen targets of a kind, other targets' hits removed; absent when empty."""
+    from mmkp_helpers.metrics import score
+
+    targets = [["car", "green car", "travel"], ["bike", "red bike"]]
+    preds = [["car", "green car", "blue car"], ["bike", "red bike"]]
+    kinds = {"text+image": [["green car"], ["red bike"]], "tag": [["travel"], []], "kind:present": [["car"], ["bike"]]}
+    out = score(preds, targets, ["a car", "a bike"], train_keyphrases=["car", "bike", "red bike", "travel"],
+                extra_subsets=kinds)
+    assert set(k for k in out if k.startswith("unseen:")) == {"unseen:text+image"}
+    sub = out["unseen:text+image"]
+    assert sub["n"] == 1 and sub["n_targets"] == 1
+    # "car" matches another target of the post and is dropped; "green car" hits, "blue car" misses
+    assert sub["n_predictions"] == 2 and sub["F1@1"] == 1.0

@@ -291,7 +291,14 @@ def test_prepare_splits_synthetic(tmp_path):
     assert f["clean"]["text"]["test_vs_train"]["near_duplicates"] == 0
     assert f["original"]["text"]["test_vs_train"]["near_duplicate_share"] > 0.1
     assert abs(f["clean"]["unseen_share"]["test"] - overlap.UNSEEN_SHARE["synthetic"]) <= 0.02
-    assert manifest["params"]["unseen_share"] == 0.35 and manifest["clean_split"]["within_tolerance"]
+    assert manifest["params"]["unseen_share"] == 0.39 and manifest["clean_split"]["within_tolerance"]
+    # the held-out colour x object pairs stay unseen on the clean split: reachable unseen keyphrases
+    forced = manifest["clean_split"]["forced_unseen_keyphrases"]
+    assert len(forced) == 8
+    seen = set(read_keyphrase_list(folder / "clean" / "train_keyphrases.txt"))
+    unseen_kinds = [ex.kinds[kp] for ex in test for kp in ex.keyphrases if kp not in seen]
+    assert unseen_kinds.count("text+image") >= 20 and set(unseen_kinds) == {"tag", "text+image"}
+    assert not set(forced) & seen
     assert f["original"]["unseen_share"]["test"] == 0.0
     assert f["original"]["counts"] == f["clean"]["counts"]
     # a second call with the same parameters does nothing
