@@ -26,8 +26,21 @@ Three things live here, all plain text (no tokenizer, no model):
    that way (measured: F1@M 0.24 -> 0.38-0.50 after 400 steps on the synthetic benchmark).
 
 3. **Parsing** (:func:`parse_generation`): a tolerant reader from whatever a model wrote to a
-   ranked keyphrase list, plus the reasoning if there was any. It never raises; output it
-   cannot read becomes ``[]`` with ``parse_ok=False`` so callers can count failures.
+   ranked keyphrase list, plus the reasoning if there was any, written for chatty teachers
+   (GPT-4o-class) and students (Qwen2-VL-class) as much as for the trained target format.
+   It understands a ``<think>`` block (closed, cut off unclosed, or only closed after a prefilled
+   opening); an answer label line (``Keyphrases:``, ``**Hashtags:**``, ``Final answer:``) or an
+   intro sentence ("Sure! Here are 5 keyphrases for this post:", "So the hashtags are:"), the
+   last one winning, with the text before it kept as reasoning unless it is a bare opener
+   ("Sure!"); a JSON or Python-literal answer (``{"keyphrases": [...]}``, ``["a", "b"]``, in a
+   code fence or not); otherwise lists separated by ``;`` ``,`` or newlines, numbered or
+   bulleted, quoted, in brackets or markdown emphasis, under a markdown heading, and hashtags
+   (``#GameOfThrones`` -> ``gameofthrones``). List items lose their explanations
+   ("1. **Game of Thrones** – the show ...", "- *GoT*: ...", "GoT (...)"; hyphens inside words as
+   in "covid-19" stay); chat around the list (openers, "Let me know ...", "These capture ...",
+   "I hope this helps", refusals, prose sentences, an "Explanation:" section) is dropped.
+   It never raises; output it cannot read (a refusal, nothing, reasoning cut off) becomes
+   ``[]`` with ``parse_ok=False`` so callers can count failures.
 """
 from __future__ import annotations
 
@@ -169,31 +182,98 @@ _THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.S | re.I)
 _LABEL = re.compile(
     r"^[ \t>*_#]*(?:final\s+|predicted\s+|the\s+)?(?:key\s*phrases?|hashtags?|keywords?|tags?|answer)"
     r"[ \t*_]*(?:[:：]|\s-\s)[ \t*_]*", re.I | re.M)
+# A sentence introducing the answer: "Here are 5 keyphrases for this post:", "So the hashtags are:".
+_INTRO = re.compile(r"(?:^|(?<=[.!?])[ \t]+)[^\n.!?:\"{\[]*?\b(?:key\s*phrases?|hashtags?|keywords?)\b"
+                    r"[^\n.!?:\"]{0,60}[:：]", re.I | re.M)
+_OPENER = re.compile(r"\W*(?:sure|certainly|of course|absolutely|okay|ok|alright|great)[!,.]", re.I)
+# Chat around the answer: sign-offs, refusals, comments on the list or on the post.
+_CHAT = re.compile(
+    r"\b(?:here(?:['’]s| is| are| you go)|let me|i hope|hope (?:this|that|it) helps|feel free|as an ai|"
+    r"i(?:['’]m| am) (?:sorry|unable|not able)|i can(?:['’]t|not| not)|if you (?:need|want|would|have)|"
+    r"would you like|note that|in summary|(?:these|they|this) (?:\w+ )?(?:captures?|covers?|reflects?|"
+    r"highlight|represent|summari[sz]e|should|relate|are (?:my|some|the|a))|"
+    r"the (?:post|tweet|image|picture|photo) (?:is|shows|talks|mentions|features|depicts|seems|appears))\b",
+    re.I)
+_SENTENCE_WORDS = frozenset("i i'm you we they he she it it's this these those is are was were be been will would "
+                            "can could should has have had let me my your our their there which about".split())
+_BULLET = re.compile(r"\s*(?:[-*•·‣▪►–—]|\(?\d{1,2}[.)])\s")
 _ITEM_PREFIX = re.compile(r"^\s*(?:[-*•·‣▪►–—]+\s*|\(?\d{1,2}[.)]\s*|\(?[a-z][.)]\s+)+", re.I)
 _INLINE_NUMBERING = re.compile(r"(?:^|\s)\(?\d{1,2}[.)]\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(*_]*[A-Z])")
+_COLON = re.compile(r"[:：][*_]*\s+")
+_TAIL = re.compile(r"\s+-\s+|\s*[–—]\s*|[:：][*_]*\s|\s\(")  # where an item's explanation starts
+_BOLD_HEAD = re.compile(r"\s*(\*\*|__)(.+?)\1")
+_LABEL_WORD = re.compile(r"(?:final answer|key ?phrases|hashtags|keywords|tags)")
+_JSON_KEY = re.compile(r"key_?\s*phrase|hashtag|keyword|tag|answer", re.I)
 _HASHTAG = re.compile(r"#(\w[\w'-]*)", re.U)
 _STRIP = " \t\r\n\"'`“”‘’«»[](){}<>*_.:!?,;|"
 
 
-def _clean_item(item: str) -> str:
-    """One keyphrase candidate -> its normal form (``""`` when nothing is left)."""
-    item = _ITEM_PREFIX.sub("", item)
-    item = item.strip(_STRIP)
-    item = item.replace("#", " ")
-    item = re.sub(r"\s+", " ", item).strip(_STRIP)
-    return item.lower()
+def _is_chatter(text: str) -> bool:
+    """Chat, not keyphrases: an opener ("Sure!"), a chat phrase ("Here are", "Let me know", "I'm
+    sorry") or a sentence (4+ words, no ``;,``, ends with ``.!?``, has a pronoun or auxiliary)."""
+    if _OPENER.match(text) or _CHAT.search(text):
+        return True
+    words = re.findall(r"[\w']+", text.lower())
+    return (len(words) >= 4 and re.search(r"[.!?][\"')*_]*$", text.strip()) is not None
+            and not re.search(r"[;,]", text) and not _SENTENCE_WORDS.isdisjoint(words))
 
 
-def _split_items(answer: str) -> list[str]:
-    """Split an answer into keyphrase candidates: by ``;`` ``,`` and newlines, by inline
-    numbering ("1. a 2. b"), and a run of hashtags ("#a #b") into one item per hashtag."""
-    answer = answer.strip()
-    if answer.startswith("[") and answer.endswith("]"):  # a JSON/Python-looking list
-        answer = answer[1:-1]
-    if len(_INLINE_NUMBERING.findall(answer)) >= 2:
-        answer = _INLINE_NUMBERING.sub("\n", answer)
+def _answer_span(text: str) -> tuple[int, int] | None:
+    """Where the answer starts: after the last label line or intro sentence (not in a list item)."""
+    spans = [(m.start(), m.end()) for m in _LABEL.finditer(text)]
+    spans += [(m.start(), m.end()) for m in _INTRO.finditer(text)
+              if not _BULLET.match(text, text.rfind("\n", 0, m.start()) + 1)]
+    return max(spans, default=None)
+
+
+def _json_payload(answer: str) -> list[str] | None:
+    """The strings of a JSON or Python-literal value starting a line (fenced or not), e.g.
+    ``{"keyphrases": [...]}``, ``['a', 'b']``; ``None`` without one (then it is read as text)."""
+    import ast
+    import json
+    import warnings
+    m = re.search(r"(?:^|\n)[ \t]*(?:```[\w-]*[ \t]*)?([\[{])", answer)
+    payload = answer[m.start(1):] if m else ""
+    try:
+        value = json.JSONDecoder().raw_decode(payload)[0]
+    except Exception:  # noqa: BLE001 - not JSON: maybe a Python literal
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. invalid escapes in a string
+                value = ast.literal_eval(payload[:payload.rfind("]" if payload[:1] == "[" else "}") + 1])
+        except Exception:  # noqa: BLE001 - neither (or nothing there): read as text
+            return None
+    if isinstance(value, dict):  # the keyphrase entry, else the first list
+        value = next((v for k, v in value.items() if _JSON_KEY.search(str(k))),
+                     next((v for v in value.values() if isinstance(v, list)), None))
+    if isinstance(value, str):  # {"keyphrases": "a; b"}
+        value = re.split(r"[;,\n]+", value)
+    items = [next((x for x in v.values() if isinstance(x, str)), None) if isinstance(v, dict) else v
+             for v in (value if isinstance(value, (list, tuple)) else [])]  # [{"keyphrase": "a", ...}]
+    return [v for v in items if isinstance(v, str)] or None
+
+
+def _strip_tail(item: str) -> str:
+    """An item without its explanation: ``**Game of Thrones** – the show`` -> ``Game of Thrones``;
+    ``GoT: ...``, ``GoT - ...``, ``GoT (...)`` -> ``GoT`` ("covid-19", "t-shirt" keep their hyphen)."""
+    m = _BOLD_HEAD.match(item)
+    return m.group(2) if m else _TAIL.split(item, maxsplit=1)[0]
+
+
+def _drop_chatter(sentence: str) -> str:
+    """A sentence without chat: "Here's what I came up with: a, b" -> "a, b"; "Explanation: The
+    post is about ..." and "Let me know if ..." -> ""."""
+    parts = _COLON.split(sentence, maxsplit=1)
+    if len(parts) == 2 and _is_chatter(parts[0]):
+        return parts[1]
+    return "" if _is_chatter(sentence) or (len(parts) == 2 and _is_chatter(parts[1])) else sentence
+
+
+def _split_items(text: str) -> list[str]:
+    """Split a line by ``;`` and ``,`` (also ", and"), a run of hashtags into one item each."""
     items: list[str] = []
-    for chunk in re.split(r"[;,\n；，、]+", answer):
+    for chunk in re.split(r",\s*(?:and|or|&)\s+|[;,；，、]+", text):
         tags = _HASHTAG.findall(chunk)
         if len(tags) >= 2 and not _HASHTAG.sub("", chunk).strip(_STRIP):
             items.extend(tags)  # "#BlueJays #MLB" -> two keyphrases
@@ -202,16 +282,38 @@ def _split_items(answer: str) -> list[str]:
     return items
 
 
+def _text_items(answer: str) -> list[str]:
+    """Keyphrase candidates from free text, line by line: empty lines, code fences, headings,
+    lines ending with ":" and chat sentences are skipped ("Explanation:" after the list ends it);
+    list items (bullets, numbering, inline "1. a 2. b"), then all candidates lose explanation tails."""
+    items: list[str] = []
+    for line in map(str.strip, answer.splitlines()):
+        if not line or line.startswith("```") or re.match(r"#{1,6}\s", line) or line.rstrip("*_ ")[-1:] in ":：":
+            if items and re.search(r"\b(?:explanation|reasons?|reasoning|rationale|notes?|why)\b", line, re.I):
+                break  # "**Explanation:**" after the list: the rest explains it
+            continue
+        if len(_INLINE_NUMBERING.findall(line)) >= 2:
+            pieces = [_strip_tail(p) for p in _INLINE_NUMBERING.split(line)]
+        else:
+            pieces = [_strip_tail(_ITEM_PREFIX.sub("", line)) if _BULLET.match(line) else line]
+        for piece in pieces:
+            piece = " ".join(filter(None, map(_drop_chatter, _SENTENCE_END.split(piece))))
+            items.extend(c for c in map(_strip_tail, _split_items(piece)) if not _is_chatter(c))
+    return items
+
+
+def _clean_item(item: str) -> str:
+    """One keyphrase candidate -> its normal form (``""`` when nothing is left)."""
+    item = _ITEM_PREFIX.sub("", item).strip(_STRIP).replace("#", " ")
+    return re.sub(r"\s+", " ", item).strip(_STRIP).lower()
+
+
 def parse_generation(text: str, max_keyphrases: int = 10, max_words: int | None = 8) -> Parsed:
     """Read a model's output as ``Parsed(reasoning, keyphrases, parse_ok)``.
 
-    Understood: a ``<think>...</think>`` block (also one that was never closed, e.g. cut by the
-    token limit), a reasoning preamble ended by a ``Keyphrases:``/``Hashtags:``/``Answer:`` line
-    (the last such label wins), separators ``;`` ``,`` and newlines, numbering ("1." "2)"),
-    bullets ("-" "*" "•"), quotes, brackets, markdown emphasis and hashtags ("#BlueJays" ->
-    "bluejays"). Keyphrases are lower-cased, duplicates dropped keeping the first, items longer
-    than ``max_words`` words dropped (sentences, not keyphrases), and the list cut at
-    ``max_keyphrases``. Never raises: unreadable output gives ``[]`` and ``parse_ok=False``."""
+    What it understands is listed in the module docstring (item 3). Keyphrases are lower-cased,
+    duplicates dropped keeping the first, items longer than ``max_words`` words dropped, and the
+    list cut at ``max_keyphrases``. Never raises: unreadable output gives ``[]``, ``parse_ok=False``."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     text = _SPECIAL_TOKEN.sub("", text)
@@ -238,18 +340,19 @@ def parse_generation(text: str, max_keyphrases: int = 10, max_words: int | None 
         answer = text
     answer = answer.replace(THINK_CLOSE, " ").replace(THINK_OPEN, " ")
 
-    labels = list(_LABEL.finditer(answer))
-    if labels:
-        preamble = answer[:labels[-1].start()].strip()
-        if preamble:
+    span = _answer_span(answer)
+    if span:
+        preamble = answer[:span[0]].strip()
+        if preamble and not (_OPENER.match(preamble) and len(preamble.split()) <= 8):  # "Sure!": no reasoning
             reasoning = f"{reasoning}\n{preamble}".strip() if reasoning else preamble
-        answer = answer[labels[-1].end():]
+        answer = answer[span[1]:]
 
     keyphrases: list[str] = []
     seen: set[str] = set()
-    for item in _split_items(answer):
+    for item in _json_payload(answer) or _text_items(answer):
         kp = _clean_item(item)
-        if not kp or kp in seen or (max_words is not None and len(kp.split()) > max_words):
+        if (not kp or kp in seen or _LABEL_WORD.fullmatch(kp)
+                or (max_words is not None and len(kp.split()) > max_words)):
             continue
         seen.add(kp)
         keyphrases.append(kp)
