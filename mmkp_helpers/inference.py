@@ -31,7 +31,7 @@ import torch
 
 from .collate import load_image
 from .data import Example
-from .prompts import THINK_OPEN, PromptTemplate, build_messages, get_template, parse_generation
+from .prompts import THINK_CLOSE, THINK_OPEN, PromptTemplate, build_messages, get_template, parse_generation
 
 MODES = (None, "direct", "think")
 
@@ -259,15 +259,31 @@ def evaluate(generations: Sequence[Generation], examples: Sequence[Example],
     return score_examples([g.keyphrases for g in aligned], list(examples), train_keyphrases=train_keyphrases)
 
 
+def opened_think(g: Generation) -> bool:
+    """Whether a generation reasons: its text opens a ``<think>`` block (prefilled or chosen)."""
+    return THINK_OPEN in g.raw.lower()
+
+
+def cut_in_think(g: Generation) -> bool:
+    """Whether a generation opened ``<think>`` and never closed it: cut off by the token budget
+    while reasoning. It is still scored as what it parsed (usually nothing)."""
+    raw = g.raw.lower()
+    return THINK_OPEN in raw and THINK_CLOSE not in raw
+
+
 def generation_stats(generations: Sequence[Generation]) -> dict:
     """Counts and costs of a set of generations: ``n``, ``parse_failed`` (unreadable outputs),
-    ``with_reasoning``, ``gen_tokens_mean``, ``seconds_per_example``, ``keyphrases_mean``."""
+    ``with_reasoning``, ``think_share`` (share that opened ``<think>``), ``cut_in_think``
+    (opened and never closed it: the budget ran out while reasoning), ``gen_tokens_mean``,
+    ``seconds_per_example``, ``keyphrases_mean``."""
     n = len(generations)
     if n == 0:
-        return {"n": 0, "parse_failed": 0, "with_reasoning": 0, "gen_tokens_mean": None,
-                "seconds_per_example": None, "keyphrases_mean": None}
+        return {"n": 0, "parse_failed": 0, "with_reasoning": 0, "think_share": None, "cut_in_think": 0,
+                "gen_tokens_mean": None, "seconds_per_example": None, "keyphrases_mean": None}
     return {"n": n, "parse_failed": sum(not g.parse_ok for g in generations),
             "with_reasoning": sum(g.reasoning is not None for g in generations),
+            "think_share": sum(opened_think(g) for g in generations) / n,
+            "cut_in_think": sum(cut_in_think(g) for g in generations),
             "gen_tokens_mean": sum(g.n_tokens for g in generations) / n,
             "seconds_per_example": sum(g.seconds for g in generations) / n,
             "keyphrases_mean": sum(len(g.keyphrases) for g in generations) / n}

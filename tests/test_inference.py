@@ -173,7 +173,10 @@ def test_evaluate_scores_by_id():
 def test_generation_stats():
     gens = [_gen(0, ["a"], n=4), _gen(1, [], n=10)]
     gens[1].reasoning = "because"
+    gens[1].raw = "<think>because the bike is"  # cut off by the budget while reasoning
     stats = generation_stats(gens)
-    assert stats == {"n": 2, "parse_failed": 1, "with_reasoning": 1, "gen_tokens_mean": 7.0,
-                     "seconds_per_example": 0.5, "keyphrases_mean": 0.5}
+    assert stats == {"n": 2, "parse_failed": 1, "with_reasoning": 1, "think_share": 0.5, "cut_in_think": 1,
+                     "gen_tokens_mean": 7.0, "seconds_per_example": 0.5, "keyphrases_mean": 0.5}
+    gens[1].raw = "<think>because</think>\nKeyphrases: bike"
+    assert generation_stats(gens)["cut_in_think"] == 0 and generation_stats(gens)["think_share"] == 0.5
     assert generation_stats([])["gen_tokens_mean"] is None
