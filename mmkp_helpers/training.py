@@ -410,7 +410,8 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
       direct). Pass the same object to a callback that changes it as training goes.
     - ``callbacks``: ``TrainerCallback`` objects. One that needs per-example losses holds the
       same ``ledger`` object that is passed here (created when not given) and reads it in, e.g.,
-      ``on_step_end``; one that changes forms holds ``forms``.
+      ``on_step_end``; one that changes forms holds ``forms``. A callback with state of its own
+      saves it in ``on_save`` and gets ``load_checkpoint(folder)`` called on resume.
     - ``resume``: continue from the newest checkpoint under ``output_dir/checkpoints`` (the
       adapter, optimizer, scheduler, RNG state, forms and ledger); starts afresh when there is
       none.
@@ -426,6 +427,7 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     forms = forms if forms is not None else TargetForms()
     ledger = ledger if ledger is not None else LossLedger()
+    callbacks = list(callbacks)
 
     # bitsandbytes on the CPU: an earlier generate/eval forward breaks the next training step
     # unless the repacked bf16 path is off (idempotent; a no-op without 4-bit layers).
@@ -439,6 +441,9 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
             forms.load_state(json.loads((Path(resume_from) / FORMS_FILENAME).read_text()))
         if (Path(resume_from) / LEDGER_FILENAME).exists():
             ledger.load_state(json.loads((Path(resume_from) / LEDGER_FILENAME).read_text()))
+        for callback in callbacks:  # callbacks with state of their own (e.g. a Dynamic CoT policy)
+            if hasattr(callback, "load_checkpoint"):
+                callback.load_checkpoint(resume_from)
 
     collator = ChatCollator(processor, prompt=settings.prompt, forms=forms,
                             prompt_keyphrases=settings.prompt_keyphrases)
