@@ -16,6 +16,10 @@ from .data import Example
 from .paths import project_root
 
 RATIONALES_FILE = "rationales.json"
+#: SFT settings that do not change what a run learns (logging, validation, checkpoints, progress bars)
+#: or that are not part of the recipe (the loss implementation, the prompt compared separately).
+IGNORED_SETTINGS = ("progress", "fused_loss", "prompt", "logging_steps", "eval_steps", "save_steps",
+                    "save_total_limit", "eval_batch_size")
 
 
 def rel(path: str | os.PathLike) -> str:
@@ -132,10 +136,10 @@ def load_generations(results_dir: str | os.PathLike, notebook: str, name: str) -
 
 def same_training(params: dict, **expected) -> bool:
     """Whether a notebook's recorded ``params.json`` trained with the given settings (``settings``
-    compared field by field, leaving out ``progress``, ``fused_loss`` and ``prompt``)."""
+    compared field by field, leaving out :data:`IGNORED_SETTINGS`)."""
     for key, value in expected.items():
         if key == "settings":
-            mine = {k: v for k, v in value.items() if k not in ("progress", "fused_loss", "prompt")}
+            mine = {k: v for k, v in value.items() if k not in IGNORED_SETTINGS}
             theirs = params.get("settings", {})
             if any(theirs.get(k) != v for k, v in mine.items()):
                 return False

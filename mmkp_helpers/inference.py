@@ -15,6 +15,9 @@ Forced modes (for models trained on both direct and CoT targets, e.g. Dynamic Co
 - ``mode="direct"``: nothing is prefilled, and the token that opens ``<think>`` is banned as the
   first generated token, so the model answers without reasoning.
 
+Precision: on a GPU, generation runs under autocast in the model's compute dtype
+(:func:`compute_dtype`: a 4-bit base's bf16 compute dtype, as in training), not in float32.
+
 Token counts: the tokens the model generated up to and including its end-of-turn token (not the
 prefill, not padding). Wall time: each batch's time divided evenly over its examples.
 """
@@ -107,6 +110,22 @@ def _model_device(model) -> torch.device:
     return next(p.device for p in model.parameters())
 
 
+def compute_dtype(model) -> torch.dtype | None:
+    """The dtype a model computes in on a GPU: a 4-bit base's ``bnb_4bit_compute_dtype``, else the
+    dtype of its floating-point weights when that is bf16 or fp16; None on the CPU (float32)."""
+    if _model_device(model).type != "cuda":
+        return None
+    config = getattr(model, "config", None)
+    qc = getattr(config, "quantization_config", None)
+    dtype = getattr(qc, "bnb_4bit_compute_dtype", None) if qc is not None and not isinstance(qc, dict) else (
+        qc.get("bnb_4bit_compute_dtype") if isinstance(qc, dict) else None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.replace("torch.", ""), None)
+    if dtype is None:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return dtype if dtype in (torch.bfloat16, torch.float16) else None
+
+
 def count_generated(new_tokens: torch.Tensor, eos_ids: Iterable[int]) -> list[int]:
     """Per row of generated ids: tokens up to and including the first end token; all of them
     when there is none (the row stopped at the length limit)."""
@@ -156,6 +175,7 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     device = _model_device(model)
+    dtype = compute_dtype(model)  # on a GPU: generate in the dtype training computed in (bf16), not float32
     was_training = model.training
     model.eval()
     out: list[Generation] = []
@@ -180,7 +200,7 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
                     [_BanFirstToken([think_opening_token(tokenizer)], prompt_len)])
             kwargs.update(generate_kwargs)
             tic = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
                 sequences = model.generate(**enc, **kwargs)
             seconds = (time.perf_counter() - tic) / len(batch)
             new_tokens = sequences[:, prompt_len:]

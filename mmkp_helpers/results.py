@@ -155,3 +155,57 @@ def table(records: Iterable[dict], subset: str = "all", metrics: Iterable[str] =
         row["gen_tokens_mean"] = r.get("gen_tokens_mean")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper-style summary (notebook 06)
+# --------------------------------------------------------------------------------------------
+SUMMARY_SUBSETS = ("all", "present", "absent", "unseen", "text+image", "unseen:text+image")
+SUMMARY_METRICS = ("F1@1", "F1@3", "F1@5", "F1@M", "MAP@5")
+METHOD_ORDER = {m: i for i, m in enumerate(METHODS)}
+
+
+def summary_rows(records: Iterable[dict], subsets: Iterable[str] = SUMMARY_SUBSETS,
+                 metrics: Iterable[str] = SUMMARY_METRICS) -> list[dict]:
+    """One row per record (method, variant, notebook, split), the chosen subsets' scores as
+    ``"<subset> <metric>"`` columns (None where the record has no such subset), then the think
+    share, generated tokens and milliseconds per post. Rows in method order."""
+    subsets, metrics = list(subsets), list(metrics)
+    rows = []
+    for r in sorted(records, key=lambda r: (METHOD_ORDER.get(r["method"], 99), r["notebook"], r["variant"])):
+        row = {"method": r["method"], "variant": r["variant"], "notebook": r["notebook"], "split": r["split"],
+               "posts": r["n"]}
+        for s in subsets:
+            scores = r["metrics"].get(s)
+            for m in metrics:
+                row[f"{s} {m}"] = None if not scores or not scores.get("n") else scores.get(m)
+        row["think share"] = r.get("think_share", 0.0 if r["method"] in ("sft", "zero_shot") else None)
+        row["tokens / post"] = r.get("gen_tokens_mean")
+        sec = r.get("seconds_per_post")
+        row["ms / post"] = None if sec is None else 1000 * sec
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -> str:
+    """A GitHub markdown table of ``rows`` (missing or None values print as n/a)."""
+    columns = columns or (list(rows[0]) if rows else [])
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "n/a"
+        return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_summary(results_dir: str | os.PathLike, rows: list[dict], title: str, notes: Iterable[str] = (),
+                  columns: list[str] | None = None) -> Path:
+    """``<results_dir>/summary.md``: a title, the table of ``rows`` and notes."""
+    path = run_dir(results_dir) / "summary.md"
+    text = [f"# {title}", "", markdown_table(rows, columns), ""]
+    text += [f"- {n}" for n in notes]
+    path.write_text("\n".join(text).rstrip() + "\n")
+    return path

@@ -1,0 +1,107 @@
+"""Notebook 04 (Fine-tune-CoT): a smoke run on the tiny profile, asserting on what it recorded, and a
+run against a real chat-completions server on 127.0.0.1 with a key in the environment that must
+appear in no file, notebook or log line."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmkp_helpers import results
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chat_server import ChatServer  # noqa: E402
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+VARIANTS = {("sft", "direct"), ("fine_tune_cot", "free"), ("fine_tune_cot", "forced_think"),
+            ("fine_tune_cot", "forced_direct"), ("fine_tune_cot", "noisy_teacher")}
+
+
+def test_04_fine_tune_cot(tiny_run):
+    tiny_run("03")  # notebook 04 reuses notebook 03's SFT adapter when the settings match
+    out = tiny_run("04")
+    folder = out / "04_fine_tune_cot"
+    records = results.read_json(folder / "metrics.json")
+    m = results.read_json(folder / "measurements.json")
+    for name in ("rationale_lengths", "tokens_vs_f1"):
+        assert (folder / f"{name}.png").stat().st_size > 1000, name
+    rec = {(r["method"], r["variant"]): r for r in records}
+    assert set(rec) == VARIANTS
+    assert m["sft_reused_from"] == "03_sft_qlora/runs/text_image/adapter" or m["sft_reused_from"].endswith(
+        "03_sft_qlora/runs/text_image/adapter")
+    for r in records:
+        assert r["notebook"] == "04_fine_tune_cot" and r["split"] == "clean" and r["n"] == 150
+        assert {"all", "text+image", "image", "kind:present", "tag", "unseen:text+image", "unseen:tag"} <= set(r["metrics"])
+        assert r["metrics"]["unseen:text+image"]["n"] >= 20  # the reachable unseen keyphrases are there
+        assert r["gen_tokens_mean"] > 0 and 0 <= r["think_share"] <= 1
+
+    # the teacher: every rationale kept and faithful; the rerun answered from the cache alone
+    t = m["teacher"]
+    assert t["run"]["kept"] == t["run"]["examples"] == 600 and t["run"]["failures"] == 0
+    assert t["rerun"]["requests_sent"] == 0 and t["rerun"]["cache_hits"] == 600
+    assert not Path(t["run"]["cache_path"]).is_absolute()
+    assert 15 <= t["rationale_tokens"]["mean"] <= 60
+    noisy = rec[("fine_tune_cot", "noisy_teacher")]
+    assert abs(noisy["unfaithful_rationales"] / 600 - 0.3) <= 0.05
+
+    # training happened in both CoT runs
+    for name in ("fine_tune_cot", "fine_tune_cot_noisy"):
+        run = m["runs"][name]
+        losses = [loss for _, loss in run["train_losses"]]
+        assert run["steps"] == 400 and all(math.isfinite(x) for x in losses) and losses[-1] < 0.8 * losses[0]
+        assert run["form_counts"] == {"direct": 0, "cot": 600}
+
+    # decoding: the CoT model reasons when free or forced to, never when forced direct; SFT never does
+    sft, free = rec[("sft", "direct")], rec[("fine_tune_cot", "free")]
+    assert sft["think_share"] == 0 and free["think_share"] >= 0.95
+    assert rec[("fine_tune_cot", "forced_think")]["think_share"] == 1.0
+    assert rec[("fine_tune_cot", "forced_direct")]["think_share"] == 0
+    # reasoning costs tokens and time on every post
+    assert free["gen_tokens_mean"] >= 2.5 * sft["gen_tokens_mean"]
+    assert free["seconds_per_post"] > sft["seconds_per_post"]
+
+    f = m["findings"]
+    f1m = lambda r, s="all": r["metrics"][s]["F1@M"]
+    assert f["cot_minus_sft_f1m"] == pytest.approx(f1m(free) - f1m(sft))
+    assert f["token_ratio"] == pytest.approx(free["gen_tokens_mean"] / sft["gen_tokens_mean"])
+    sweep = f["sweep"]
+    assert sweep["seeds"] >= 4
+    bundles = results.read_notebook_records(out / "04_fine_tune_cot.ipynb")
+    assert bundles and bundles[-1]["metrics"] == records
+
+
+def test_04_teacher_key_is_never_written(tmp_path):
+    """Notebook 04 with an OpenAI-compatible teacher (a real HTTP server on 127.0.0.1) and a key in
+    the environment: the key reaches the server and appears in no executed notebook, results file,
+    cache file or log line."""
+    key = "sk-mmkp-test-" + os.urandom(12).hex()
+    out = tmp_path / "keyrun"
+    with ChatServer() as server:
+        profile = {"description": "notebook 04 against a local teacher", "env": {"HF_HUB_OFFLINE": "1"},
+                   "timeout": 900, "defaults": {"model_name": "tiny-qwen2_vl", "seed": 0},
+                   "notebooks": {"04_fine_tune_cot": {
+                       "teacher": "openai", "teacher_model": "fake-vlm", "teacher_base_url": server.url,
+                       "teacher_api_key_env": "MMKP_TEST_TEACHER_KEY", "teacher_concurrency": 8,
+                       "teacher_timeout": 10.0, "price_input_per_m": 2.5, "price_output_per_m": 10.0,
+                       "max_cost": 50.0, "max_steps": 6, "logging_steps": 2, "eval_steps": 6, "save_steps": 3,
+                       "max_test": 8, "noisy_teacher_noise": 0.0, "reuse_sft": False}}}
+        path = tmp_path / "keytest.yaml"
+        path.write_text(yaml.safe_dump(profile))
+        env = dict(os.environ, MMKP_TEST_TEACHER_KEY=key)
+        proc = subprocess.run([sys.executable, "-m", "mmkp_helpers.runner", "--profile", str(path), "--only", "04",
+                               "--out", str(out), "--no-progress"], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        assert server.requests >= 600 and server.auth_requests == server.requests  # the key was sent
+    assert key not in proc.stdout and key not in proc.stderr
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".jsonl" and "teacher" in str(p) for p in files)  # the cache is among them
+    assert any(p.name == "04_fine_tune_cot.ipynb" for p in files)
+    leaked = [str(p) for p in files if key.encode() in p.read_bytes()]
+    assert not leaked, leaked
+    m = json.loads((out / "04_fine_tune_cot" / "measurements.json").read_text())
+    assert m["teacher"]["run"]["requests_sent"] == 600 and m["teacher"]["run"]["cost_usd"] > 0
