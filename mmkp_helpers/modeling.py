@@ -323,6 +323,46 @@ def build_tiny_vlm(path: str | os.PathLike, family: str = "qwen2_vl", seed: int 
     return path
 
 
+# Full-size models with random weights: the real architecture for GPU benchmarks and the gpu-smoke
+# profile, nothing downloaded. Qwen/Qwen2-VL-7B-Instruct's config.json: 28 layers, hidden 3584,
+# 28 heads / 4 KV heads, MLP 18944, the same vision tower as the 2B.
+RANDOM_PREFIX = "random-"
+QWEN2_VL_7B = VLMSize(hidden_size=3584, num_layers=28, num_heads=28, num_kv_heads=4, intermediate_size=18944,
+                      vision_depth=32, vision_width=1280, vision_heads=16, vision_mlp_ratio=4,
+                      min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
+RANDOM_SIZES = {"qwen2_vl-2b": QWEN2_VL_2B, "qwen2_vl-7b": QWEN2_VL_7B}
+
+
+def build_random_vlm(name: str, seed: int = 0, device: str | None = None) -> Path:
+    """Build once, in the project's cache (``.cache/models/<name>``), the randomly initialised
+    full-size model ``random-qwen2_vl-2b`` (Qwen2-VL-2B-Instruct's public architecture, 2.21 B
+    parameters) or ``random-qwen2_vl-7b``, and return its folder; a folder built with the same
+    seed, size and builder version is reused. It is :func:`build_tiny_vlm` with the real sizes
+    (the one builder: real Qwen tokenizer, special tokens, chat template), weights in bf16 (as
+    released), made on the GPU when there is one (seconds; on a CPU it takes minutes and about
+    5 GB (2B) of memory). The 7B keeps the 2B's tied embeddings and 151,936-word vocabulary (the
+    released 7B has an untied head over 152,064 words: 0.55 B more parameters, the same FLOPs
+    per token but for 0.1%)."""
+    import gc
+
+    key = name[len(RANDOM_PREFIX):] if name.startswith(RANDOM_PREFIX) else name
+    if key not in RANDOM_SIZES:
+        raise ValueError(f"unknown random model {name!r}; valid: {[RANDOM_PREFIX + k for k in RANDOM_SIZES]}")
+    size = RANDOM_SIZES[key]
+    path = tiny_model_path(RANDOM_PREFIX + key)
+    marker = path / "mmkp_tiny.json"
+    made = json.loads(marker.read_text()) if marker.exists() else {}
+    if (made.get("seed"), made.get("builder"), made.get("size")) == (seed, BUILDER_VERSION, asdict(size)):
+        return path
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"building {RANDOM_PREFIX + key} (random weights, seed {seed}) on {device} in {path} ...", flush=True)
+    build_tiny_vlm(path, family="qwen2_vl", seed=seed, size=size, device=device, dtype=torch.bfloat16)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return path
+
+
 def tiny_model_path(name: str) -> Path:
     """The cache folder of a tiny model name such as ``tiny-qwen2_vl``."""
     return cache_dir("models") / name
@@ -332,7 +372,11 @@ def resolve_model(name: str, seed: int = 0) -> str:
     """A model name as given in a profile -> what ``from_pretrained`` takes.
 
     ``tiny-qwen2_vl`` / ``tiny-qwen2_5_vl`` build the tiny model on first use (in the project's
-    cache) and return its folder; a hub id or a local folder is returned unchanged."""
+    cache) and return its folder; ``random-qwen2_vl-2b`` / ``random-qwen2_vl-7b`` likewise build the
+    full-size architecture with random weights (:func:`build_random_vlm`); a hub id or a local
+    folder is returned unchanged."""
+    if name.startswith(RANDOM_PREFIX):
+        return str(build_random_vlm(name, seed=seed))
     if not name.startswith(TINY_PREFIX):
         return name
     family = name[len(TINY_PREFIX):]
@@ -411,19 +455,27 @@ def load_vlm(name_or_path: str, quantize_4bit: bool = False, lora: LoraSettings 
       then ``prepare_model_for_kbit_training`` (base frozen, norms in fp32).
     - ``lora``: ``True`` for the defaults, a dict or :class:`LoraSettings`; adapters go on the
       language model's projections only, the vision tower stays frozen.
+    - ``device``: ``None`` picks the GPU when there is one; on a GPU the whole model goes to
+      ``cuda:LOCAL_RANK`` (modulo the visible GPUs) when launched by accelerate/torchrun, so each
+      DDP rank has its own copy (``"cuda:N"`` forces GPU N); on the CPU nothing changes.
     Returns ``(model, processor)``; the model is a ``PeftModel`` when ``lora`` is given."""
     from transformers import AutoModelForImageTextToText
 
+    from .distributed import device_map as rank_device_map
+
     on_gpu = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    # The whole model on this process's GPU: cuda:LOCAL_RANK under accelerate/torchrun (one model
+    # per rank, as DDP needs), cuda:0 in a single process, cuda:N for device="cuda:N".
+    gpu_map = rank_device_map(on_gpu, device)
     kwargs: dict = {}
     if quantize_4bit:
         kwargs["quantization_config"] = quantization_config(on_gpu)
         kwargs["dtype"] = torch.bfloat16 if on_gpu else torch.float32
-        kwargs["device_map"] = {"": 0} if on_gpu else "cpu"
+        kwargs["device_map"] = gpu_map if on_gpu else "cpu"
     else:
         kwargs["dtype"] = torch.bfloat16 if on_gpu else torch.float32
         if on_gpu:
-            kwargs["device_map"] = {"": 0}
+            kwargs["device_map"] = gpu_map
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
     processor = load_processor(name_or_path, min_pixels=min_pixels, max_pixels=max_pixels)
     if quantize_4bit:

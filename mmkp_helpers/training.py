@@ -279,8 +279,19 @@ class KeyphraseTrainer(Trainer):
         batch_samples = [self.build_batch(b) for b in batch_samples]
         if not batch_samples:
             return batch_samples, None
-        n_items = sum(int((b["labels"][..., 1:] != IGNORE_INDEX).sum()) for b in batch_samples)
-        return batch_samples, torch.tensor(n_items, device=device)
+        n_items = torch.tensor(sum(int((b["labels"][..., 1:] != IGNORE_INDEX).sum()) for b in batch_samples),
+                               device=device)
+        if self._tokens_across_processes():
+            # Under DDP the count is the whole step's, over every rank (see compute_loss).
+            n_items = self.accelerator.gather(n_items).sum()
+        return batch_samples, n_items
+
+    def _tokens_across_processes(self) -> bool:
+        """Normalise by the supervised tokens of all ranks (``average_tokens_across_devices``,
+        on by default): DDP averages the ranks' gradients, so each rank's loss is its token-loss
+        sum / all ranks' tokens x the number of ranks, and the averaged gradient is that of the
+        mean token loss over the global batch, as one process with the global batch gets."""
+        return self.args.average_tokens_across_devices and self.accelerator.num_processes > 1
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation: build the deferred batch, then the stock step (which calls compute_loss)."""
@@ -305,6 +316,8 @@ class KeyphraseTrainer(Trainer):
         total = losses.sum()
         if model.training and num_items_in_batch is not None:
             loss = total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+            if self._tokens_across_processes():
+                loss = loss * self.accelerator.num_processes  # DDP divides the summed gradients by it
             self.loss_is_scaled_for_ga = True
         else:
             loss = total / mask.sum().clamp(min=1)
@@ -329,7 +342,7 @@ class _StateCheckpointCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if folder.is_dir() and args.should_save:  # one writer per run (DDP: rank 0), as for the checkpoint
             self.forms.save(folder / FORMS_FILENAME)
             (folder / LEDGER_FILENAME).write_text(json.dumps(self.ledger.to_dict()))
         return control
@@ -386,6 +399,10 @@ def training_arguments(settings: SFTSettings, checkpoints_dir: str | os.PathLike
         remove_unused_columns=False,
         label_names=["labels"],
         disable_tqdm=not settings.progress,
+        # Multi-process runs: every rank reads its own shard of each step's records. Dispatching
+        # (rank 0 reads, then splits and sends) cannot split the deferred {"records": [...]} batches
+        # ("Can only concatenate tensors"); it is off for map-style datasets anyway, pinned here.
+        accelerator_config={"dispatch_batches": False},
     )
 
 
@@ -466,7 +483,10 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
         eval_loss = float(done[-1]["eval_loss"] if done else trainer.evaluate()["eval_loss"])
         fix_bnb_cpu_training(model)  # the model may be trained further by the caller
     adapter_dir = output_dir / ADAPTER_DIRNAME
-    model.save_pretrained(str(adapter_dir))
+    # Trainer.save_model writes from the main process only (and gathers ZeRO-3-sharded weights);
+    # the other ranks wait until the adapter is on disk before they return.
+    trainer.save_model(str(adapter_dir))
+    trainer.accelerator.wait_for_everyone()
     peak, kind = _peak_memory()
 
     history = list(trainer.state.log_history)
