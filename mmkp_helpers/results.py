@@ -179,7 +179,7 @@ def summary_rows(records: Iterable[dict], subsets: Iterable[str] = SUMMARY_SUBSE
             scores = r["metrics"].get(s)
             for m in metrics:
                 row[f"{s} {m}"] = None if not scores or not scores.get("n") else scores.get(m)
-        row["think share"] = r.get("think_share", 0.0 if r["method"] in ("sft", "zero_shot") else None)
+        row["think share"] = r.get("think_share")
         row["tokens / post"] = r.get("gen_tokens_mean")
         sec = r.get("seconds_per_post")
         row["ms / post"] = None if sec is None else 1000 * sec
