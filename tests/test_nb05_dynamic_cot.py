@@ -42,7 +42,10 @@ def test_05_dynamic_cot(tiny_run):
     cot = next(r for r in results.read_json(out / "04_fine_tune_cot" / "metrics.json") if r["variant"] == "free")
     d = rec[default]
     assert 0 < rec[default]["cot_share_final"] < 1
-    assert d["gen_tokens_mean"] < cot["gen_tokens_mean"]
+    # the seed sweep (results/bench/cot_seeds_cpu2.jsonl) measured the default variant at 0.22 to 0.50
+    # of Fine-tune-CoT's tokens on each of 4 seeds; its F1@M did not reach the better baseline's on
+    # average (the README gives the figures), so no F1 ordering is asserted here
+    assert d["gen_tokens_mean"] <= 0.5 * cot["gen_tokens_mean"]
     f = m["findings"]
     assert f["tokens_ratio_to_fine_tune_cot"] == pytest.approx(d["gen_tokens_mean"] / cot["gen_tokens_mean"])
     assert f["sweep"]["seeds"], "the committed seed sweep of the default variant"
