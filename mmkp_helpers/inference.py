@@ -280,15 +280,16 @@ def evaluate(generations: Sequence[Generation], examples: Sequence[Example],
 
 
 def opened_think(g: Generation) -> bool:
-    """Whether a generation reasons: its text opens a ``<think>`` block (prefilled or chosen)."""
-    return THINK_OPEN in g.raw.lower()
+    """Whether a generation reasons: it starts with ``<think>`` (prefilled or chosen at its first
+    token, where a model trained on both forms makes the choice); a tag written later, inside an
+    answer, does not count."""
+    return g.raw.lstrip().lower().startswith(THINK_OPEN[:-1])
 
 
 def cut_in_think(g: Generation) -> bool:
-    """Whether a generation opened ``<think>`` and never closed it: cut off by the token budget
+    """Whether a generation reasons and never closes ``</think>``: cut off by the token budget
     while reasoning. It is still scored as what it parsed (usually nothing)."""
-    raw = g.raw.lower()
-    return THINK_OPEN in raw and THINK_CLOSE not in raw
+    return opened_think(g) and THINK_CLOSE not in g.raw.lower()
 
 
 def generation_stats(generations: Sequence[Generation]) -> dict:

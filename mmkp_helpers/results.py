@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .metrics import METRIC_NAMES
-from .paths import run_dir
+from .paths import resolve, run_dir
 
 MIMETYPE = "application/vnd.mmkp.record+json"
 METHODS = ("zero_shot", "sft", "fine_tune_cot", "dynamic_cot")
@@ -120,7 +120,7 @@ def record_run(results_dir: str | os.PathLike, notebook: str, params: dict, metr
 
 def read_metrics(results_dir: str | os.PathLike, notebook: str | None = None) -> list[dict]:
     """All metric records of a run folder (one notebook's, or every notebook's)."""
-    base = Path(results_dir)
+    base = resolve(results_dir)  # a relative folder is relative to the project root, as everywhere
     files = [base / notebook / "metrics.json"] if notebook else sorted(base.glob("*/metrics.json"))
     records: list[dict] = []
     for f in files:

@@ -42,19 +42,20 @@ def test_04_fine_tune_cot(tiny_run):
 
     # the teacher: every rationale kept and faithful; the rerun answered from the cache alone
     t = m["teacher"]
-    assert t["run"]["kept"] == t["run"]["examples"] == 600 and t["run"]["failures"] == 0
-    assert t["rerun"]["requests_sent"] == 0 and t["rerun"]["cache_hits"] == 600
-    assert not Path(t["run"]["cache_path"]).is_absolute()
+    n_train = t["run"]["examples"]  # the clean split's training posts
+    assert n_train >= 600 and t["run"]["kept"] == n_train and t["run"]["failures"] == 0
+    assert t["rerun"]["requests_sent"] == 0 and t["rerun"]["cache_hits"] == n_train
+    assert not Path(t["run"]["cache_path"]).is_absolute() and not Path(t["run"]["failures_path"]).is_absolute()
     assert 15 <= t["rationale_tokens"]["mean"] <= 60
     noisy = rec[("fine_tune_cot", "noisy_teacher")]
-    assert abs(noisy["unfaithful_rationales"] / 600 - 0.3) <= 0.05
+    assert abs(noisy["unfaithful_rationales"] / n_train - 0.3) <= 0.05
 
     # training happened in both CoT runs
     for name in ("fine_tune_cot", "fine_tune_cot_noisy"):
         run = m["runs"][name]
         losses = [loss for _, loss in run["train_losses"]]
         assert run["steps"] == 400 and all(math.isfinite(x) for x in losses) and losses[-1] < 0.8 * losses[0]
-        assert run["form_counts"] == {"direct": 0, "cot": 600}
+        assert run["form_counts"] == {"direct": 0, "cot": n_train}
 
     # decoding: the CoT model reasons when free or forced to, never when forced direct; SFT never does
     sft, free = rec[("sft", "direct")], rec[("fine_tune_cot", "free")]
@@ -104,4 +105,5 @@ def test_04_teacher_key_is_never_written(tmp_path):
     leaked = [str(p) for p in files if key.encode() in p.read_bytes()]
     assert not leaked, leaked
     m = json.loads((out / "04_fine_tune_cot" / "measurements.json").read_text())
-    assert m["teacher"]["run"]["requests_sent"] == 600 and m["teacher"]["run"]["cost_usd"] > 0
+    assert m["teacher"]["run"]["requests_sent"] == m["teacher"]["run"]["examples"] >= 600
+    assert m["teacher"]["run"]["cost_usd"] > 0
