@@ -26,8 +26,10 @@ import torch
 #: Rows per chunk are chosen so that one chunk's logits hold about this many floats (20 MB, 32 rows
 #: of the Qwen vocabulary, within the 32 MB L3 cache of the 2-core CPU this was measured on): one
 #: forward and backward of 112 rows took 88 / 71 / 72 ms with chunks of 16 / 32 / 64 rows, of 400 rows
-#: (CoT targets) 289 / 225 / 299 ms, and 251 ms in one chunk. Rows are independent: the chunk size
-#: changes no result.
+#: (CoT targets) 289 / 225 / 299 ms, and 251 ms in one chunk. Rows are independent in exact
+#: arithmetic, but the BLAS kernels block a matmul by its shape, so another chunk size rounds
+#: differently in the last bits, and a training run, chaotic at that scale, ends elsewhere: the seed
+#: sweeps under results/bench ran with 16-row chunks, the notebooks with 32 (README, "Measured figures").
 CHUNK_ELEMENTS = 5_000_000
 
 

@@ -1,1 +1,18 @@
 """Benchmark scripts (``python -m mmkp_helpers.bench.<name>``); each prints one JSON object."""
+
+
+def run_jobs(fn, jobs: list, workers: int = 1) -> list:
+    """Run ``fn(job)`` for every job in ``workers`` processes; a failed job is reported as a JSON
+    ``{"error": ...}`` line on stderr and the others go on. Returns the results that came back."""
+    import json
+    import sys
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    out = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for future in as_completed([pool.submit(fn, job) for job in jobs]):
+            try:
+                out.append(future.result())
+            except Exception as exc:  # report and go on with the other runs
+                print(json.dumps({"error": repr(exc)}), file=sys.stderr, flush=True)
+    return out

@@ -28,8 +28,9 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+from mmkp_helpers.bench import run_jobs
 
 #: Notebook 03's recipe (tiny profile).
 RECIPE = {"learning_rate": 1e-3, "lr_scheduler": "constant_with_warmup", "warmup": 0.05, "max_steps": 400,
@@ -211,13 +212,7 @@ def main(argv: list[str] | None = None) -> int:
              "max_new_tokens": args.max_new_tokens, "max_new_tokens_cot": args.max_new_tokens_cot,
              "results_dir": args.results_dir, "work": args.work, "out": args.out}
             for seed in args.seeds for method in args.methods]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(_run, job) for job in jobs]
-        for future in as_completed(futures):
-            try:
-                future.result()
-            except Exception as exc:  # report and go on with the other runs
-                print(json.dumps({"error": repr(exc)}), file=sys.stderr, flush=True)
+    run_jobs(_run, jobs, args.jobs)
     if args.out and Path(args.out).exists():
         print(json.dumps(summarize(args.out), indent=1))
     return 0

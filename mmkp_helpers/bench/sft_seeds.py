@@ -21,8 +21,9 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+from mmkp_helpers.bench import run_jobs
 
 DEFAULT = {"learning_rate": 2e-3, "lr_scheduler": "cosine", "warmup": 0.05, "max_steps": 400, "batch_size": 8,
            "lora_r": 64, "lora_alpha": 256, "lora_dropout": 0.0, "quantize_4bit": True}
@@ -157,13 +158,7 @@ def main(argv: list[str] | None = None) -> int:
              "work": args.work, "out": args.out}
             for name, setting in settings.items() for seed in args.seeds
             for split in args.splits for prompt in args.prompts]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(_run, job) for job in jobs]
-        for future in as_completed(futures):
-            try:
-                future.result()
-            except Exception as exc:  # report and go on with the other runs
-                print(json.dumps({"error": repr(exc)}), file=sys.stderr, flush=True)
+    run_jobs(_run, jobs, args.jobs)
     return 0
 
 
