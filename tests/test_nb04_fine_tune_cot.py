@@ -83,7 +83,7 @@ def test_04_teacher_key_is_never_written(tmp_path):
     """Notebook 04 with an OpenAI-compatible teacher (a real HTTP server on 127.0.0.1) and a key in
     the environment: the key reaches the server and appears in no executed notebook, results file,
     cache file or log line."""
-    key = "sk-mmkp-test-" + os.urandom(12).hex()
+    key = "fake-mmkp-test-key-" + os.urandom(12).hex()
     out = tmp_path / "keyrun"
     with ChatServer() as server:
         profile = {"description": "notebook 04 against a local teacher", "env": {"HF_HUB_OFFLINE": "1"},
