@@ -198,6 +198,7 @@ def run(profile_name: str, only: list[str] | None = None, out: str | None = None
             except Exception as err:  # PapermillExecutionError, CellTimeoutError, DeadKernelError, ...
                 print(_failure_message(nb, output, err), file=sys.stderr)
                 return 1
+            relative_paths(output)
             print(f"      done in {time.time() - start:.0f} s -> {output}", flush=True)
     finally:
         for k, v in env_before.items():
@@ -206,6 +207,27 @@ def run(profile_name: str, only: list[str] | None = None, out: str | None = None
             else:
                 os.environ[k] = v
     return 0
+
+
+def relative_paths(path: str | os.PathLike, root: str | os.PathLike | None = None) -> int:
+    """Rewrite an executed notebook so that the project root's absolute path (in outputs, warnings
+    and papermill's metadata) reads as a path relative to the root: a shared copy shows
+    ``results/tiny/...`` and ``.venv/lib/...``, not the folders of the machine that ran it. Returns
+    how many occurrences were replaced. Paths beside the root (its parent folder, e.g. the data in
+    ``../shared``) read as ``../...``; other paths are left as they are."""
+    root_path = Path(root) if root else project_root()
+    root = str(root_path).rstrip("/")
+    parent = str(root_path.parent).rstrip("/")
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    count = 0
+    swaps = [(root + "/", ""), (root + '"', '."')] + ([(parent + "/", "../")] if parent else [])
+    for old, new in swaps:  # the root first; then its parent (e.g. ../shared/data beside a clone)
+        count += text.count(old)
+        text = text.replace(old, new)
+    if count:
+        path.write_text(text, encoding="utf-8")
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:

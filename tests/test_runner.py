@@ -100,3 +100,30 @@ def test_project_profiles_are_valid(name):
     assert [nb.name for nb, _ in runs] == [p.name for p in runner.list_notebooks()]
     for _, params in runs:
         assert params["profile"] == name and params["results_dir"] == f"results/{name}"
+
+
+def test_relative_paths_in_executed_notebooks(tmp_path):
+    """The project root's absolute path becomes relative in an executed copy; other paths stay."""
+    import json
+
+    import nbformat
+
+    from mmkp_helpers.runner import relative_paths
+
+    root = tmp_path / "proj"
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr",
+                                           text=f"{root}/.venv/lib/x.py:3: FutureWarning\nmodel: {root}/results/a\n/other/b\n"
+                                                                f"{tmp_path}/shared/data\n")]
+    nb.cells = [cell]
+    nb.metadata["papermill"] = {"input_path": f"{root}/notebooks/00.ipynb", "cwd": str(root)}
+    path = tmp_path / "out.ipynb"
+    nbformat.write(nb, str(path))
+    assert relative_paths(path, root) == 5
+    data = json.loads(path.read_text())
+    assert str(root) not in path.read_text()
+    assert "".join(data["cells"][0]["outputs"][0]["text"]) == ".venv/lib/x.py:3: FutureWarning\nmodel: results/a\n/other/b\n../shared/data\n"
+    assert data["metadata"]["papermill"] == {"input_path": "notebooks/00.ipynb", "cwd": "."}
+    nbformat.validate(nbformat.read(str(path), as_version=4))
+    assert relative_paths(path, root) == 0
