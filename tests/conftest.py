@@ -81,3 +81,14 @@ def tiny_run(tmp_path_factory):
         return out
 
     return run
+
+
+def read_run(out: Path, notebook: str, figures=()) -> tuple[Path, list[dict], dict]:
+    """A notebook's folder in a run, its metric records and measurements; each named figure must
+    exist and not be empty. Shared by the notebook smoke tests."""
+    from mmkp_helpers import results
+
+    folder = out / notebook
+    for name in figures:
+        assert (folder / f"{name}.png").stat().st_size > 1000, name
+    return folder, results.read_json(folder / "metrics.json"), results.read_json(folder / "measurements.json")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import read_run
 from mmkp_helpers import results
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
@@ -18,11 +19,7 @@ RUNS = ("text+image", "text_only", "original")
 
 def test_03_sft_qlora(tiny_run):
     out = tiny_run("03")
-    folder = out / "03_sft_qlora"
-    records = results.read_json(folder / "metrics.json")
-    m = results.read_json(folder / "measurements.json")
-    for name in ("training_curves", "f1m_by_subset"):
-        assert (folder / f"{name}.png").stat().st_size > 1000, name
+    folder, records, m = read_run(out, "03_sft_qlora", ("training_curves", "f1m_by_subset"))
 
     rec = {(r["method"], r["variant"]): r for r in records}
     assert set(rec) == {("zero_shot", "direct"), *(("sft", name) for name in RUNS)}

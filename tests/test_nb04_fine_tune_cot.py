@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import read_run
 from mmkp_helpers import results
 from mmkp_helpers.paths import project_root
 
@@ -26,11 +27,7 @@ VARIANTS = {("sft", "direct"), ("fine_tune_cot", "free"), ("fine_tune_cot", "for
 def test_04_fine_tune_cot(tiny_run):
     tiny_run("03")  # notebook 04 reuses notebook 03's SFT adapter when the settings match
     out = tiny_run("04")
-    folder = out / "04_fine_tune_cot"
-    records = results.read_json(folder / "metrics.json")
-    m = results.read_json(folder / "measurements.json")
-    for name in ("rationale_lengths", "tokens_vs_f1"):
-        assert (folder / f"{name}.png").stat().st_size > 1000, name
+    folder, records, m = read_run(out, "04_fine_tune_cot", ("rationale_lengths", "tokens_vs_f1"))
     rec = {(r["method"], r["variant"]): r for r in records}
     assert set(rec) == VARIANTS
     assert m["sft_reused_from"] == "03_sft_qlora/runs/text_image/adapter" or m["sft_reused_from"].endswith(

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from conftest import read_run
 from mmkp_helpers import results
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
@@ -13,11 +14,7 @@ pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 def test_05_dynamic_cot(tiny_run):
     tiny_run("04")  # its rationales, records and generations are reused
     out = tiny_run("05")
-    folder = out / "05_dynamic_cot"
-    records = results.read_json(folder / "metrics.json")
-    m = results.read_json(folder / "measurements.json")
-    for name in ("warmup_losses", "policy_over_training", "pareto"):
-        assert (folder / f"{name}.png").stat().st_size > 1000, name
+    folder, records, m = read_run(out, "05_dynamic_cot", ("warmup_losses", "policy_over_training", "pareto"))
     assert m["baselines_reused_from_04"] is True
     params = results.read_json(folder / "params.json")
     default = params["default_variant"]
