@@ -17,7 +17,7 @@ endif
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-fast reproduce lab lock bench clean help
+.PHONY: setup test test-fast reproduce lab lock bench clean help nb-text nb-sync
 
 help:
 	@echo "make reproduce   run every notebook on profile $(PROFILE) -> results/$(PROFILE)/ (PROFILE=paper-qwen2vl-2b on a GPU)"
@@ -47,6 +47,15 @@ reproduce: setup
 
 lab: setup
 	$(PY) -m jupyter lab --notebook-dir=notebooks
+
+# Authoring: edit a notebook as jupytext percent text, then sync it back (the .ipynb stays the source
+# of truth; `--update` keeps its metadata). NB is the notebook's stem, e.g. NB=03_sft_qlora.
+nb-text: setup
+	$(PY) -m jupytext --to py:percent notebooks/$(NB).ipynb -o notebooks/$(NB).py
+	@echo "edit notebooks/$(NB).py, then: make nb-sync NB=$(NB)"
+
+nb-sync: setup
+	$(PY) -m jupytext --update --to ipynb notebooks/$(NB).py -o notebooks/$(NB).ipynb && rm notebooks/$(NB).py
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(PY) -m mmkp_helpers.bench.score_speed

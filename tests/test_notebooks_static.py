@@ -58,3 +58,22 @@ def test_house_shape(path):
     assert "## Summary" in text and "## Exercises" in text
     assert "record_run(" in nb.cells[-1].source, "the last cell records the run"
     assert nb.cells[-1].cell_type == "code"
+
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_jupytext_round_trip_is_lossless(path, tmp_path):
+    """Authoring is jupytext's percent format (`make nb-text NB=...` / `make nb-sync NB=...`, the
+    same two commands as here): exporting a committed notebook and syncing the text back changes
+    no byte, so the .ipynb stays the source of truth."""
+    import shutil
+    import subprocess
+    import sys
+
+    jupytext = [sys.executable, "-m", "jupytext", "--quiet"]
+    text, copy = tmp_path / f"{path.stem}.py", tmp_path / path.name
+    shutil.copy(path, copy)
+    subprocess.run(jupytext + ["--to", "py:percent", str(path), "-o", str(text)], check=True)
+    assert text.read_text().count("# %%") == len(nbformat.read(path, as_version=4).cells)
+    subprocess.run(jupytext + ["--update", "--to", "ipynb", str(text), "-o", str(copy)], check=True)
+    assert copy.read_bytes() == path.read_bytes()
