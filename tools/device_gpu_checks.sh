@@ -30,7 +30,11 @@
 #
 # THE DEVICE CALL: run(command="bash tools/device_gpu_checks.sh", carry=[".whl", ".cache/data/cmkp"],
 # timeout_s=600). Knobs (environment): SKIP_TESTS=1, SKIP_BENCH=1, SKIP_NOTEBOOKS=1, BENCH_BUDGET=s,
-# BENCH_ARGS="--configs ...", NOTEBOOKS=00,03 (mmkp-run --only), PROFILE=gpu-smoke.
+# BENCH_ARGS="--configs ...", NOTEBOOKS=00,03 (mmkp-run --only), PROFILE=gpu-smoke; GEN=1 adds steps 3b-3c
+# (PIXELS: the image budget, default 802816 = 1024 visual tokens, the profile's max_pixels).
+# The paper-profile estimate (issue 15), as run on 2026-11-28:
+#   SKIP_NOTEBOOKS=1 GEN=1 BENCH_BUDGET=150 BENCH_ARGS="--configs qlora-gc-fused-b4-direct,qlora-gc-fused-b4-cot
+#   --seq 1200 --image-side 896" bash tools/device_gpu_checks.sh
 set -u
 
 WHEELS=(
@@ -119,6 +123,19 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   grep -E '^(model |direct:|cot:|data ready|\[)' "$OUT/qlora_step.log" >> "$S"
   [ -s "$OUT/qlora_step_h200.jsonl" ] && python3 -m mmkp_helpers.bench.qlora_step --summarize "$OUT/qlora_step_h200.jsonl" \
     2>/dev/null >> "$S"
+fi
+
+# 3b. generation at the paper profile's batch and pixel budget, direct (64 new tokens) and CoT (512),
+# and 3c. the paper profile's run time estimated from 3 and 3b (bench.paper_estimate)
+if [ -n "${GEN:-}" ]; then
+  for T in 64 512; do
+    timeout ${GEN_TIMEOUT:-150} python3 -m mmkp_helpers.bench.batch_generation --model random-qwen2_vl-2b --quantize-4bit \
+      --n 32 --batch-sizes 16 --max-new-tokens $T --repeats 1 --min-pixels ${PIXELS:-802816} --max-pixels ${PIXELS:-802816} \
+      --text-words 40 --out "$OUT/generate_${T}_h200.json" > "$OUT/generate_$T.log" 2>&1
+    note "[3b generate $T] rc=$? $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); b=r['batch_sizes']['16']; print(f\"{b['seconds_per_example']:.3f} s/example at batch 16, {b['generated_tokens_per_s']:.0f} tok/s, peak {r['peak_memory_gib']:.1f} GiB\")" "$OUT/generate_${T}_h200.json" 2>&1 | tail -1)  ($(elapsed) s)"
+  done
+  python3 -m mmkp_helpers.bench.paper_estimate --train "$OUT/qlora_step_h200.jsonl" --generate "$OUT"/generate_*_h200.json \
+    --out "$OUT/paper_estimate_h200.json" > /dev/null 2>> "$S"
 fi
 
 # 4. the notebooks on the gpu-smoke profile
