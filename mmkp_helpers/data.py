@@ -16,30 +16,28 @@ Formats read (and written, for JSONL):
 Bad input never passes silently and never crashes with a bare traceback: every problem in a file
 raises :class:`DataError` (a ``ValueError``) whose message starts with ``path:LINE:``.
 
-The real CMKP files come from :func:`cmkp_dir`: the folder named by ``MMKP_CMKP_DIR``, or a cache
-folder filled from the upstream repository with SHA-256 checks (:data:`CMKP_FILES`); when neither
-works it raises :class:`FetchError` saying so. :func:`split_examples` and :func:`subsample` cut
-example lists deterministically, and :func:`train_keyphrases` lists a training set's keyphrases
-(for the evaluator's "unseen" subset).
+The real CMKP files come from :func:`cmkp_dir` (defined in :mod:`mmkp_helpers.cmkp`, with the
+training-file fetcher, :func:`dataset_label` and :func:`inputs_label`, all re-exported here): the
+folder named by ``MMKP_CMKP_DIR``, or a cache folder filled from the upstream repository with
+SHA-256 checks (:data:`CMKP_FILES`); when neither works it raises :class:`FetchError` saying so.
+:func:`split_examples` and :func:`subsample` cut example lists deterministically, and
+:func:`train_keyphrases` lists a training set's keyphrases (for the evaluator's "unseen" subset).
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import random
 import re
-import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .paths import cache_dir
+# Re-exported from :mod:`mmkp_helpers.cmkp` (which imports this module only inside functions).
+from .cmkp import (CMKP_ENV, CMKP_FILES, CMKP_URL_BASE, FetchError, cmkp_dir, cmkp_sources,  # noqa: F401
+                   dataset_label, decode_cmkp_vocab, fetch_cmkp_train, inputs_label, sha256_file, verify_cmkp)
 
 
 @dataclass
@@ -91,10 +89,6 @@ class DataError(ValueError):
 
     def __reduce__(self):  # keep the three-argument constructor picklable
         return (type(self), (self.path, self.line, self.reason))
-
-
-class FetchError(RuntimeError):
-    """The CMKP files could not be found, downloaded or verified."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,156 +596,3 @@ def subsample(examples: Sequence[Example], n: int | None, seed: int = 0) -> list
         return list(examples)
     keep = sorted(random.Random(seed).sample(range(len(examples)), n))
     return [examples[i] for i in keep]
-
-
-# --------------------------------------------------------------------------------------------
-# The CMKP fetcher
-# --------------------------------------------------------------------------------------------
-CMKP_URL_BASE = "https://raw.githubusercontent.com/yuewang-cuhk/CMKP/master/"
-CMKP_ENV = "MMKP_CMKP_DIR"
-#: Local relative path -> (upstream path under :data:`CMKP_URL_BASE`, SHA-256 of the local file).
-#: ``train_keyphrases.txt`` is not a file upstream: it is decoded from the target vocabulary in
-#: ``processed_data/tw_mm_s1/vocab.pt`` (see :func:`decode_cmkp_vocab`), and its checksum is
-#: that of the decoded text.
-CMKP_FILES: dict[str, tuple[str, str]] = {
-    "LICENSE": ("LICENSE", "25ee0e77d290323c757c4d5aeb5d2993365d7f8e100433c07cbdb973a09b0ea1"),
-    "tw_mm_s1/valid_src.txt": ("data/tw_mm_s1/valid_src.txt",
-                               "61b7eca20dd75d2ad656a4549eb9e7313fa7e148fb28da1beb8eb8619c9ca290"),
-    "tw_mm_s1/test_src.txt": ("data/tw_mm_s1/test_src.txt",
-                              "e5c5f6545bc94aa3ee1fc7fd8924378b630af95881277065cb16ae3d2e8c81ef"),
-    "tw_mm_s1/valid_attribute_cleaned.txt": ("data/tw_mm_s1/valid_attribute_cleaned.txt",
-                                             "73545b92764f02848a8d4a572a38ef5ae1f4bded96bc0c2d049e3618c0af6be1"),
-    "tw_mm_s1/test_attribute_cleaned.txt": ("data/tw_mm_s1/test_attribute_cleaned.txt",
-                                            "751ae187320cb6a3e1e267efd0458d2ad2d4d8d5925d99a5a2bd4352afa8a75e"),
-    "tw_mm_s1/valid_ocr_final.txt": ("data/tw_mm_s1/valid_ocr_final.txt",
-                                     "627229cd3b09e22c67005e5f19927237af843c5f40ec944f94e571d5aacddc1d"),
-    "tw_mm_s1/test_ocr_final.txt": ("data/tw_mm_s1/test_ocr_final.txt",
-                                    "12e4f0ea3a3298b276771e9c26fe23bff71af34577d788934808c892abb970e9"),
-    "tw_mm_s1_tiny/train_src.txt": ("data/tw_mm_s1_tiny/train_src.txt",
-                                    "83cc5addf766fff22e15b3553231e0134c438c7ceb64443260d5c3732056f51f"),
-    "tw_mm_s1_tiny/valid_src.txt": ("data/tw_mm_s1_tiny/valid_src.txt",
-                                    "2800f03d12cc29da231a8d8d600165299da3012c6704dad8def09bc6020d644e"),
-    "tw_mm_s1_tiny/test_src.txt": ("data/tw_mm_s1_tiny/test_src.txt",
-                                   "eab9d9e9a52a070dd18e0a2bbb512400bc649593a081ae75603271b3b10a87e2"),
-    "sample_pred/best_pred.txt": ("sh/sample_pred/best_pred.txt",
-                                  "d19e1b269bcf43d0cc2c0b534ebb5315ee070120d33127fdce112f9cf720c4b5"),
-    "train_keyphrases.txt": ("processed_data/tw_mm_s1/vocab.pt",
-                             "f20b6e52399c4499de51a87d0f20132f5c9e8996c46b48aa02b71eee86cdde10"),
-}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_cmkp(root: str | os.PathLike, files: Iterable[str] | None = None) -> dict[str, str]:
-    """Check files under ``root`` against :data:`CMKP_FILES`; returns ``{relative path: problem}``
-    for each missing or mismatching file (empty when all is well)."""
-    root = Path(root)
-    problems = {}
-    for rel in files if files is not None else CMKP_FILES:
-        expected = CMKP_FILES[rel][1]
-        path = root / rel
-        if not path.is_file():
-            problems[rel] = "missing"
-            continue
-        actual = sha256_file(path)
-        if actual != expected:
-            problems[rel] = f"checksum mismatch (sha256 {actual}, expected {expected})"
-    return problems
-
-
-def _download(url: str, timeout: float = 60.0) -> bytes:
-    """The bytes at ``url`` (tests replace this function; it is the fetcher's only network call)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https base URL
-        return response.read()
-
-
-class _CMKPVocabulary:
-    """Stand-in for upstream's ``my_io.Vocabulary`` so that ``vocab.pt`` unpickles without it."""
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
-
-def decode_cmkp_vocab(data: bytes) -> str:
-    """``train_keyphrases.txt`` from upstream's ``vocab.pt``.
-
-    ``vocab.pt`` is ``torch.save([word_vocab, target_class_vocab])`` of ``my_io.Vocabulary``
-    objects; the target-class vocabulary's words, minus ``<unk>``, sorted, one a line, are the
-    4,261 distinct training keyphrases."""
-    import pickle
-
-    import torch
-
-    class Unpickler(pickle.Unpickler):
-        def find_class(self, module, name):
-            if name == "Vocabulary":
-                return _CMKPVocabulary
-            return super().find_class(module, name)
-
-    class PickleModule:
-        pass
-
-    PickleModule.Unpickler = Unpickler
-    PickleModule.load = staticmethod(lambda f, **kw: Unpickler(f, **kw).load())
-    PickleModule.__name__ = "cmkp_vocab_pickle"
-    vocabs = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False, pickle_module=PickleModule)
-    target_vocab = vocabs[1]
-    words = sorted(w for w in target_vocab.word2idx if w != "<unk>")
-    return "".join(w + "\n" for w in words)
-
-
-def _fetch_one(rel: str, target: Path) -> None:
-    """Download one CMKP file to ``target`` and check its SHA-256 (raises :class:`FetchError`)."""
-    upstream, expected = CMKP_FILES[rel]
-    url = CMKP_URL_BASE + upstream
-    try:
-        data = _download(url)
-    except (urllib.error.URLError, OSError) as err:
-        raise FetchError(f"cannot download {url} ({err}). Offline? Set {CMKP_ENV} to a folder holding the "
-                         f"public CMKP files (e.g. ../shared/data/cmkp)") from None
-    if rel == "train_keyphrases.txt":
-        data = decode_cmkp_vocab(data).encode("utf-8")
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected:
-        raise FetchError(f"{url}: downloaded {rel} has sha256 {actual}, expected {expected}; not saved")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-
-
-def cmkp_dir(download: bool = True) -> Path:
-    """The folder of the public CMKP files (the layout of ``../shared/data/cmkp``).
-
-    ``MMKP_CMKP_DIR`` wins when it is set (its files are used as they are; :func:`verify_cmkp`
-    checks them). Otherwise the cache folder ``.cache/data/cmkp`` (or ``$MMKP_CACHE/data/cmkp``)
-    is used: each missing file, and each whose SHA-256 differs from :data:`CMKP_FILES`, is
-    downloaded from :data:`CMKP_URL_BASE` and checked. With ``download=False``, or offline, a
-    missing or corrupted file raises :class:`FetchError` naming the file and ``MMKP_CMKP_DIR``."""
-    env = os.environ.get(CMKP_ENV)
-    if env:
-        folder = Path(env).expanduser()
-        if not (folder / "tw_mm_s1" / "test_src.txt").is_file():
-            raise FetchError(f"{CMKP_ENV}={env} does not hold the CMKP files (no tw_mm_s1/test_src.txt there)")
-        return folder
-    folder = cache_dir("data", "cmkp")
-    problems = verify_cmkp(folder)
-    for rel, problem in problems.items():
-        if not download:
-            raise FetchError(f"{folder / rel}: {problem}, and downloading is off. Set {CMKP_ENV} to a folder "
-                             f"holding the public CMKP files, or call cmkp_dir(download=True)")
-        if problem != "missing":
-            print(f"{folder / rel}: {problem}; downloading it again", file=sys.stderr)
-        try:
-            _fetch_one(rel, folder / rel)
-        except FetchError as err:
-            state = "is missing" if problem == "missing" else "has a wrong checksum"
-            raise FetchError(f"{folder / rel} {state} and could not be fetched: {err}") from None
-    return folder

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmkp_helpers import data
+from mmkp_helpers import cmkp, data
 from mmkp_helpers.data import (CMKP_FILES, DataError, Example, FetchError, decode_cmkp_vocab, load_cmkp,
                                load_examples, parse_src_line, read_jsonl, read_keyphrase_list, read_llava_json,
                                split_examples, subsample, verify_cmkp, write_jsonl)
 
-# (``cmkp_dir`` in these tests is conftest's fixture; the fetcher is called as ``data.cmkp_dir()``.)
+# (``cmkp_dir`` in these tests is conftest's fixture; the fetcher is called as ``data.cmkp_dir()``, which
+# ``data`` re-exports from ``mmkp_helpers.cmkp``: its one network call, ``cmkp._download``, is what tests replace.)
 
 
 # ------------------------------------------------------------------ the real CMKP files
@@ -268,7 +269,7 @@ def test_split_and_subsample_are_deterministic():
 # ------------------------------------------------------------------ the fetcher (no network)
 def test_cmkp_dir_uses_the_environment_variable(cmkp_dir, monkeypatch):
     monkeypatch.setenv("MMKP_CMKP_DIR", str(cmkp_dir))
-    monkeypatch.setattr(data, "_download", lambda url, timeout=60.0: pytest.fail("network touched"))
+    monkeypatch.setattr(cmkp, "_download", lambda url, timeout=60.0: pytest.fail("network touched"))
     assert data.cmkp_dir() == cmkp_dir
     monkeypatch.setenv("MMKP_CMKP_DIR", "/nonexistent/cmkp")
     with pytest.raises(FetchError, match="MMKP_CMKP_DIR=/nonexistent/cmkp"):
@@ -287,7 +288,7 @@ def _offline(url, timeout=60.0):
 def test_offline_without_folder_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("MMKP_CMKP_DIR", raising=False)
     monkeypatch.setenv("MMKP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "_download", _offline)
+    monkeypatch.setattr(cmkp, "_download", _offline)
     with pytest.raises(FetchError, match="MMKP_CMKP_DIR") as info:
         data.cmkp_dir()
     assert "missing" in str(info.value) and "raw.githubusercontent.com/yuewang-cuhk/CMKP" in str(info.value)
@@ -302,13 +303,13 @@ def test_corrupted_cached_file_is_detected_and_refetched(cmkp_dir, tmp_path, mon
     for rel in CMKP_FILES:  # a complete cache, outside the repository
         (cache / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cmkp_dir / rel, cache / rel)
-    monkeypatch.setattr(data, "_download", lambda url, timeout=60.0: pytest.fail("network touched"))
+    monkeypatch.setattr(cmkp, "_download", lambda url, timeout=60.0: pytest.fail("network touched"))
     assert data.cmkp_dir() == cache  # all checksums good: nothing fetched
     victim = cache / "tw_mm_s1" / "test_src.txt"
     victim.write_bytes(victim.read_bytes()[:-100])  # truncated
     with pytest.raises(FetchError, match=r"test_src\.txt: checksum mismatch"):
         data.cmkp_dir(download=False)
-    monkeypatch.setattr(data, "_download", _offline)
+    monkeypatch.setattr(cmkp, "_download", _offline)
     with pytest.raises(FetchError, match=r"test_src\.txt has a wrong checksum and could not be fetched.*MMKP_CMKP_DIR"):
         data.cmkp_dir()
     fetched = []
@@ -318,13 +319,13 @@ def test_corrupted_cached_file_is_detected_and_refetched(cmkp_dir, tmp_path, mon
         upstream = {up: rel for rel, (up, _) in CMKP_FILES.items()}[url[len(data.CMKP_URL_BASE):]]
         return (cmkp_dir / upstream).read_bytes()
 
-    monkeypatch.setattr(data, "_download", fake_download)
+    monkeypatch.setattr(cmkp, "_download", fake_download)
     assert data.cmkp_dir() == cache
     assert fetched == [data.CMKP_URL_BASE + "data/tw_mm_s1/test_src.txt"]
     assert verify_cmkp(cache) == {}
     # a download whose checksum is wrong is refused, not saved
     victim.write_bytes(b"x")
-    monkeypatch.setattr(data, "_download", lambda url, timeout=60.0: b"tampered")
+    monkeypatch.setattr(cmkp, "_download", lambda url, timeout=60.0: b"tampered")
     with pytest.raises(FetchError, match="expected"):
         data.cmkp_dir()
     assert victim.read_bytes() == b"x"

@@ -292,6 +292,8 @@ def test_prepare_splits_synthetic(tmp_path):
     assert f["original"]["text"]["test_vs_train"]["near_duplicate_share"] > 0.1
     assert abs(f["clean"]["unseen_share"]["test"] - overlap.UNSEEN_SHARE["synthetic"]) <= 0.02
     assert manifest["params"]["unseen_share"] == 0.39 and manifest["clean_split"]["within_tolerance"]
+    assert manifest["dataset_label"] == "synthetic" and manifest["cmkp"] is None
+    assert manifest["inputs"]["clean"]["test"] == "text+image" and manifest["images"]["n_fallback"] == 0
     # the held-out colour x object pairs stay unseen on the clean split: reachable unseen keyphrases
     forced = manifest["clean_split"]["forced_unseen_keyphrases"]
     assert len(forced) == 8
@@ -313,12 +315,17 @@ def test_prepare_splits_synthetic(tmp_path):
     assert paths["clean"]["test"].read_bytes() == before
 
 
-def test_prepare_splits_cmkp(tmp_path, cmkp_dir):
+def test_prepare_splits_cmkp(tmp_path, cmkp_dir, monkeypatch):
+    monkeypatch.setenv("MMKP_CACHE", str(tmp_path / "cache"))   # training files fetched there would change the split
     paths = overlap.prepare_splits("cmkp", tmp_path, seed=0, cmkp_root=cmkp_dir, verbose=False)
     counts = {s: len(read_jsonl(p)) for s, p in paths["clean"].items()}
     assert counts == {"train": 8057, "valid": 1074, "test": 1611}
     m = overlap.read_manifest(tmp_path, "cmkp")
     assert m["pool"] == 10742
+    # only the public valid/test files: a resplit, labelled so, text + wordings + OCR (no images)
+    assert m["dataset_label"] == "cmkp-public-resplit" and m["original_split"] == "random"
+    assert set(m["cmkp"]["folders"]) == {"valid", "test"} and len(m["cmkp"]["files"]["test"]) == 3
+    assert m["inputs"]["pool"] == "text+wordings+ocr" and m["images"]["n_fallback"] == 10742
     assert m["figures"]["original"]["text"]["test_vs_train"]["near_duplicates"] > 0
     assert m["figures"]["clean"]["text"]["test_vs_train"]["near_duplicates"] == 0
 
