@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -166,8 +166,8 @@ class ChatCollator:
     For each record: the chat messages (user turn from ``prompt``, assistant turn = the target in
     the form ``forms`` says; ``prompt_keyphrases`` is the number the prompt asks for), rendered
     with the processor's chat template, tokenized together
-    with the images (each ``<|image_pad|>`` expanded to the image's patch count; nothing is
-    truncated, so image tokens always match the image features), right-padded.
+    with the images (each ``<|image_pad|>`` expanded to the image's patch count; image tokens are
+    never truncated, so they always match the image features), right-padded.
 
     Returned keys: ``input_ids``, ``attention_mask``, ``labels``, and when there are images
     ``pixel_values`` and ``image_grid_thw`` (plus whatever else the processor returns, e.g.
@@ -178,25 +178,67 @@ class ChatCollator:
     Labels equal ``input_ids`` on the assistant answer and its ``<|im_end|>``; everything up to
     and including ``<|im_start|>assistant\\n``, the newline after ``<|im_end|>``, padding and
     vision tokens are ``-100``.
+
+    **max_length** (tokens, image tokens included; ``None``: no limit). A longer sequence loses
+    prompt text, never answer or image tokens: the post text is cut from its end (its opening is
+    kept), then the OCR text, then image wordings are dropped from the last, until it fits; the
+    instruction, answer-format line, chat markup, image tokens and the whole answer + ``<|im_end|>``
+    always stay. The ids of records cut so are added to ``truncated_ids``; a record that still
+    does not fit (answer + minimal prompt over ``max_length``) is kept whole anyway and also added
+    to ``overlong_ids``.
     """
 
     def __init__(self, processor, prompt: str | PromptTemplate = "direct", forms: TargetForms | None = None,
-                 prompt_keyphrases: int = 5):
+                 prompt_keyphrases: int = 5, max_length: int | None = None):
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be positive or None, not {max_length}")
         self.processor = processor
         self.template = get_template(prompt)
         self.forms = forms if forms is not None else TargetForms()
         self.prompt_keyphrases = prompt_keyphrases
+        self.max_length = max_length
+        self.truncated_ids: set[str] = set()  # records whose prompt was cut to fit max_length
+        self.overlong_ids: set[str] = set()  # records still over max_length (answer kept whole)
         tok = processor.tokenizer
         self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
         self.header_ids = tok(ASSISTANT_HEADER, add_special_tokens=False)["input_ids"]
         self.vision_ids = [i for i in tok.convert_tokens_to_ids(list(VISION_TOKENS))
                            if i is not None and i != tok.unk_token_id]
 
-    def render(self, record: TrainRecord, form: str) -> str:
-        """The full chat text (system, user, assistant) of one record in one form."""
-        messages = build_messages(record.example, self.template, target=record.target(form),
+    def render(self, record: TrainRecord, form: str, example: Example | None = None) -> str:
+        """The full chat text (system, user, assistant) of one record in one form (with
+        ``example`` in place of the record's own, e.g. a shortened one)."""
+        messages = build_messages(example or record.example, self.template, target=record.target(form),
                                   max_keyphrases=self.prompt_keyphrases)
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+    def _n_tokens(self, text: str) -> int:
+        return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def shorten(self, record: TrainRecord, form: str, length: int) -> Example:
+        """The record's example with prompt text removed until the rendered sequence fits
+        ``max_length``, given its current ``length`` in tokens (image tokens included); as short
+        as it gets when it cannot fit. Cuts the post text from its end, then the OCR text, then
+        drops image wordings from the last (see the class docstring)."""
+        tok = self.processor.tokenizer
+        image_surplus = length - self._n_tokens(self.render(record, form))  # expanded image tokens
+        example = record.example
+
+        def excess(ex: Example) -> int:
+            return self._n_tokens(self.render(record, form, ex)) + image_surplus - self.max_length
+
+        need = length - self.max_length
+        for name in ("text", "ocr"):
+            while need > 0 and getattr(example, name).strip():
+                old = getattr(example, name).strip()
+                ids = tok(old, add_special_tokens=False)["input_ids"]
+                cut = tok.decode(ids[:max(0, len(ids) - need)]).strip()
+                example = replace(example, **{name: cut if len(cut) < len(old) else old[:-1]})  # always shorter
+                need = excess(example)
+        while need > 0 and example.attributes:
+            example = replace(example, attributes=list(example.attributes[:-1]))
+            need = excess(example)
+        return example
 
     def mask_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Labels for a batch of full conversations: ``input_ids`` on each row's answer span
@@ -219,13 +261,25 @@ class ChatCollator:
             labels[input_ids == vid] = IGNORE_INDEX
         return labels
 
+    def _encode(self, texts: list[str], images: list) -> dict:
+        return dict(self.processor(text=texts, images=images or None, padding=True, padding_side="right",
+                                   return_tensors="pt"))
+
     def __call__(self, records: list[TrainRecord]) -> dict:
         forms = [r.used_form(self.forms[r.id]) for r in records]
         texts = [self.render(r, f) for r, f in zip(records, forms)]
         images = [load_image(r.example.image) for r in records if self.template.wants_image(r.example)]
-        batch = self.processor(text=texts, images=images or None, padding=True, padding_side="right",
-                               return_tensors="pt")
-        batch = dict(batch)
+        batch = self._encode(texts, images)
+        if self.max_length is not None:
+            lengths = batch["attention_mask"].sum(dim=1).tolist()
+            cut = [i for i, n in enumerate(lengths) if n > self.max_length]
+            for i in cut:
+                texts[i] = self.render(records[i], forms[i], self.shorten(records[i], forms[i], int(lengths[i])))
+                self.truncated_ids.add(records[i].id)
+            if cut:
+                batch = self._encode(texts, images)
+                lengths = batch["attention_mask"].sum(dim=1).tolist()
+                self.overlong_ids.update(records[i].id for i in cut if lengths[i] > self.max_length)
         batch["labels"] = self.mask_labels(batch["input_ids"], batch["attention_mask"])
         batch["example_ids"] = [r.id for r in records]
         batch["forms"] = forms

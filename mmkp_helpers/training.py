@@ -10,8 +10,12 @@
 - checkpoints (adapter, optimizer, scheduler, RNG, forms, ledger) go to
   ``output_dir/checkpoints`` every ``save_steps``; ``resume=True`` continues from the last one
   and reaches the same final loss as an uninterrupted run;
-- the final adapter is saved to ``output_dir/adapter`` (git-ignored under ``results/``);
-  :func:`load_adapter` puts it back on a base model for evaluation.
+- the final adapter is saved to ``output_dir/adapter`` (git-ignored under ``results/``), with
+  ``mmkp_training.json`` (was the base 4-bit?); :func:`load_adapter` puts it back on the base it
+  was trained with for evaluation (:mod:`mmkp_helpers.adapters`, re-exported here);
+- ``max_length`` cuts over-long prompts (never answers), ``report_to`` sends logs to TensorBoard
+  (``output_dir/runs/``) or wandb, ``valid_f1_examples`` + ``select_best`` keep the checkpoint with
+  the best keyphrase F1 on a valid sample (:mod:`mmkp_helpers.valid_f1`).
 
 Precision: bf16 on a GPU that supports it, float32 on the CPU (``use_cpu=True``). The data loader
 runs in the main process (``dataloader_num_workers=0``) and only groups records; batches are
@@ -33,9 +37,11 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from .adapters import adapter_base, attach_adapter, load_adapter, write_training_record  # noqa: F401 (re-exported)
 from .collate import IGNORE_INDEX, ChatCollator, TargetForms, TrainRecord
 from .losses import fused_parts, linear_cross_entropy
-from .modeling import fix_bnb_cpu_training, load_vlm
+from .modeling import fix_bnb_cpu_training
+from .valid_f1 import F1_METRIC, ValidF1Callback, place_tensorboard_logs, report_to_list
 
 ADAPTER_DIRNAME = "adapter"
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -53,7 +59,10 @@ class SFTSettings:
 
     ``max_steps > 0`` overrides ``epochs``. ``eval_steps=None`` evaluates once, at the end
     (when valid records are given). ``warmup`` below 1 is a ratio of all steps, else a step
-    count. ``bf16=None`` picks bf16 on a GPU that supports it and float32 elsewhere."""
+    count. ``bf16=None`` picks bf16 on a GPU that supports it and float32 elsewhere.
+    ``select_best`` needs valid records and ``eval_steps``, with ``save_steps`` a multiple of
+    ``eval_steps``; it selects by ``eval_f1_m`` when ``valid_f1_examples > 0`` (see
+    :mod:`mmkp_helpers.valid_f1`), else by ``eval_loss``."""
     learning_rate: float = 2e-4
     epochs: float = 3.0
     max_steps: int = -1
@@ -76,6 +85,11 @@ class SFTSettings:
     prompt_keyphrases: int = 5  # "at most N keyphrases" in the prompt (generate's prompt_keyphrases)
     progress: bool = True
     fused_loss: bool = True  # answer-token loss by a fused linear cross-entropy (see mmkp_helpers.losses)
+    max_length: int | None = None  # tokens per sequence; longer prompts are cut, never answers (ChatCollator)
+    report_to: str | list[str] = "none"  # "tensorboard" (events in output_dir/runs/) or "wandb" (if installed)
+    valid_f1_examples: int = 0  # >0: keyphrase F1@M (eval_f1_m) on that many valid examples at each evaluation
+    valid_f1_max_new_tokens: int = 32  # generation budget of that F1
+    select_best: bool = False  # keep and load at the end the best checkpoint (eval_f1_m, else eval_loss)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SFTSettings":
@@ -110,6 +124,10 @@ class TrainResult:
     log_history: list[dict] = field(default_factory=list)
     resumed_from: str | None = None
     form_counts: dict[str, int] = field(default_factory=dict)
+    truncated_examples: int = 0  # training examples whose prompt was cut to max_length
+    overlong_examples: int = 0  # of those, still over max_length (their answer alone is too long)
+    best_checkpoint: str | None = None  # with select_best: the checkpoint loaded at the end
+    best_metric: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -360,6 +378,20 @@ def _use_bf16(settings: SFTSettings) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def best_checkpoint_arguments(settings: SFTSettings, has_eval: bool) -> dict:
+    """The ``TrainingArguments`` of ``select_best`` (empty without it); checks it can work."""
+    if not settings.select_best:
+        return {}
+    if not has_eval or not settings.eval_steps:
+        raise ValueError("select_best needs valid records and eval_steps (checkpoints are compared at evaluations)")
+    if settings.save_steps % settings.eval_steps:
+        raise ValueError(f"select_best needs save_steps ({settings.save_steps}) to be a multiple of "
+                         f"eval_steps ({settings.eval_steps})")
+    by_f1 = settings.valid_f1_examples > 0
+    return {"load_best_model_at_end": True, "metric_for_best_model": F1_METRIC if by_f1 else "eval_loss",
+            "greater_is_better": by_f1}
+
+
 def training_arguments(settings: SFTSettings, checkpoints_dir: str | os.PathLike, has_eval: bool) -> TrainingArguments:
     """The ``TrainingArguments`` :func:`train_sft` uses (exposed so a notebook can show them)."""
     on_gpu = torch.cuda.is_available()
@@ -394,7 +426,8 @@ def training_arguments(settings: SFTSettings, checkpoints_dir: str | os.PathLike
         data_seed=settings.seed,
         bf16=_use_bf16(settings),
         use_cpu=not on_gpu,
-        report_to="none",
+        report_to=report_to_list(settings.report_to),
+        **best_checkpoint_arguments(settings, has_eval),
         dataloader_num_workers=0,
         remove_unused_columns=False,
         label_names=["labels"],
@@ -463,13 +496,22 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
                 callback.load_checkpoint(resume_from)
 
     collator = ChatCollator(processor, prompt=settings.prompt, forms=forms,
-                            prompt_keyphrases=settings.prompt_keyphrases)
+                            prompt_keyphrases=settings.prompt_keyphrases, max_length=settings.max_length)
+    if settings.valid_f1_examples > 0 and valid_records:
+        callbacks.append(ValidF1Callback(processor, [r.example for r in valid_records[:settings.valid_f1_examples]],
+                                         prompt=settings.prompt, prompt_keyphrases=settings.prompt_keyphrases,
+                                         max_new_tokens=settings.valid_f1_max_new_tokens,
+                                         batch_size=settings.eval_batch_size or settings.batch_size))
     args = training_arguments(settings, ckpt_dir, has_eval=bool(valid_records))
     trainer = KeyphraseTrainer(
         model=model, args=args, collator=collator, train_dataset=RecordDataset(train_records),
         eval_dataset=RecordDataset(valid_records) if valid_records else None,
         callbacks=[_StateCheckpointCallback(forms, ledger), *callbacks], ledger=ledger,
         fused_loss=settings.fused_loss)
+    for callback in callbacks:
+        if hasattr(callback, "bind"):  # callbacks that log through the trainer (ValidF1Callback)
+            callback.bind(trainer)
+    place_tensorboard_logs(trainer, output_dir)  # events in output_dir/runs/, not under checkpoints/
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -486,7 +528,15 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
     # Trainer.save_model writes from the main process only (and gathers ZeRO-3-sharded weights);
     # the other ranks wait until the adapter is on disk before they return.
     trainer.save_model(str(adapter_dir))
+    if trainer.args.should_save:  # how the base was loaded: load_adapter/merge_adapter default to it
+        write_training_record(model, adapter_dir, max_length=settings.max_length)
     trainer.accelerator.wait_for_everyone()
+    train_ids = {r.id for r in train_records}
+    truncated = len(collator.truncated_ids & train_ids)
+    overlong = len(collator.overlong_ids & train_ids)
+    if truncated:
+        print(f"max_length={settings.max_length}: the prompt of {truncated} of {len(train_ids)} training examples "
+              f"was truncated (answers kept whole); {overlong} still exceed it")
     peak, kind = _peak_memory()
 
     history = list(trainer.state.log_history)
@@ -499,33 +549,6 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
         runtime_s=runtime, tokens_per_s=trainer.tokens_seen / runtime if runtime > 0 and trainer.tokens_seen else None,
         peak_memory_bytes=peak, peak_memory_kind=kind, train_losses=train_losses, eval_losses=eval_losses,
         log_history=history, resumed_from=resume_from,
-        form_counts=forms.counts(r.id for r in train_records))
-
-
-# --------------------------------------------------------------------------------------------
-# Adapters
-# --------------------------------------------------------------------------------------------
-def adapter_base(adapter_dir: str | os.PathLike) -> str | None:
-    """The base model an adapter was trained on (from peft's ``adapter_config.json``)."""
-    cfg = Path(adapter_dir) / "adapter_config.json"
-    return json.loads(cfg.read_text()).get("base_model_name_or_path") if cfg.exists() else None
-
-
-def attach_adapter(model, adapter_dir: str | os.PathLike, trainable: bool = False):
-    """Put a saved LoRA adapter on an already loaded base model (``PeftModel.from_pretrained``)."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
-
-
-def load_adapter(adapter_dir: str | os.PathLike, base: str | None = None, quantize_4bit: bool = False,
-                 trainable: bool = False, **load_kwargs):
-    """Load the base model (the one recorded in the adapter unless ``base`` is given) the way
-    training did, attach the adapter, and return ``(model, processor)`` ready for
-    :func:`mmkp_helpers.inference.generate`."""
-    base = base or adapter_base(adapter_dir)
-    if base is None:
-        raise ValueError(f"{adapter_dir} does not record its base model: pass base=")
-    load_kwargs.setdefault("verbose", False)
-    model, processor = load_vlm(base, quantize_4bit=quantize_4bit, lora=None, **load_kwargs)
-    return attach_adapter(model, adapter_dir, trainable=trainable), processor
+        form_counts=forms.counts(r.id for r in train_records), truncated_examples=truncated,
+        overlong_examples=overlong, best_checkpoint=trainer.state.best_model_checkpoint if settings.select_best else None,
+        best_metric=trainer.state.best_metric if settings.select_best else None)
