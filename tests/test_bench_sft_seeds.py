@@ -21,3 +21,34 @@ def test_summarize_pairs_runs_by_seed_and_step(tmp_path):
     assert row["seeds"] == 2 and row["original_higher"] == 1
     assert row["gap_mean"] == round((0.1 - 0.4) / 2, 3) and row["gap_min"] == -0.4 and row["gap_max"] == 0.1
     assert row["original_mean"] == 0.35 and row["clean_mean"] == 0.5
+
+
+def _kinds(account, other):
+    """Per-kind statistics as composition.kind_stats writes them (P@M = R@M = the score)."""
+    return {name: {"posts": n, "P@M": s, "R@M": s} for name, (n, s) in (("account", account), ("other", other))}
+
+
+def test_summarize_holds_the_test_composition_fixed(tmp_path):
+    # Seed 0: each kind scores the same on both splits; the clean test set only holds more account
+    # posts, so the raw gap is composition alone and the controlled one is zero. Seed 1: account
+    # posts score 0.3 higher on the original split (memorised tags), a real difference.
+    lines = [
+        _row(0, "original", 400, 0.5, kinds=_kinds((36, 0.4), (114, 0.9))),
+        _row(0, "clean", 400, 0.5, kinds=_kinds((78, 0.4), (72, 0.9))),
+        _row(1, "original", 400, 0.5, kinds=_kinds((36, 0.7), (114, 0.9))),
+        _row(1, "clean", 400, 0.5, kinds=_kinds((78, 0.4), (72, 0.9))),
+        _row(2, "original", 400, 0.5), _row(2, "clean", 400, 0.4),  # an old row without kinds
+    ]
+    path = tmp_path / "sweep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    row = summarize(path)["N@400"]
+    assert row["seeds"] == 3 and row["composition_seeds"] == 2
+    raw0 = (36 * 0.4 + 114 * 0.9) / 150 - (78 * 0.4 + 72 * 0.9) / 150
+    raw1 = (36 * 0.7 + 114 * 0.9) / 150 - (78 * 0.4 + 72 * 0.9) / 150
+    controlled1 = 114 / 300 * 0.3  # pooled share of account posts x their gain
+    assert row["per_seed"][0] == {
+        "raw": round(raw0, 4), "controlled": 0.0}
+    assert row["per_seed"][1] == {"raw": round(raw1, 4), "controlled": round(controlled1, 4)}
+    assert row["raw_mean"] == round((round(raw0, 4) + round(raw1, 4)) / 2, 3)
+    assert row["controlled_min"] == 0.0 and row["controlled_max"] == round(controlled1, 3)
+    assert row["controlled_positive"] == 1 and row["raw_positive"] == 2

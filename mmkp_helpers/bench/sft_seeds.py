@@ -5,6 +5,9 @@ split scores above the clean one) should not hang on one lucky seed. This script
 (setting, seed, split, prompt) in parallel worker processes (each with ``--threads`` torch
 threads), scores the test split every ``--eval-every`` steps, and prints one JSON line per
 evaluation point (also appended to ``--out``), so a run that is cut short still reports its curve.
+Each point also carries ``kinds`` (:func:`mmkp_helpers.composition.kind_stats`: account and other
+posts, their mean per-post P@k/R@k/AP@5), from which ``--summarize`` reports the original-minus-clean
+difference raw and with the test composition held fixed (``raw_*``, ``controlled_*``, ``per_seed``).
 
     python -m mmkp_helpers.bench.sft_seeds --settings '{"A": {"learning_rate": 2e-3, "lora_alpha": 256}}' \\
         --seeds 0 1 --splits original clean --jobs 2 --threads 1
@@ -38,7 +41,7 @@ def _run(job: dict) -> list[dict]:
     torch.set_num_threads(torch_threads)
     from transformers import TrainerCallback
 
-    from mmkp_helpers import collate, data, inference, modeling, overlap, training
+    from mmkp_helpers import collate, composition, data, inference, modeling, overlap, training
 
     splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, synthetic=job["setting"].get("synthetic"),
                                     verbose=False)
@@ -77,7 +80,10 @@ def _run(job: dict) -> list[dict]:
                  for name, ex in groups.items() if ex}
         row = head | {"step": step, "eval_s": round(time.perf_counter() - t0, 1),
                       "F1@M": {k: round(v["F1@M"], 4) for k, v in scores.items() if isinstance(v, dict)},
-                      "posts": posts}
+                      "posts": posts,
+                      # per kind of post (account / other): posts and mean per-post P@k, R@k, AP@5,
+                      # from which summarize() holds the test composition fixed across the splits
+                      "kinds": composition.kind_stats(gens, test)}
         points.append(row)
         line = json.dumps(row)
         print(line, flush=True)
@@ -104,26 +110,53 @@ def _run(job: dict) -> list[dict]:
     return points
 
 
+def _spread(values: list[float], name: str) -> dict:
+    """Mean, min, max and how many are positive, as ``<name>_mean`` ... ``<name>_positive``."""
+    return {f"{name}_mean": round(sum(values) / len(values), 3), f"{name}_min": round(min(values), 3),
+            f"{name}_max": round(max(values), 3), f"{name}_positive": sum(v > 0 for v in values)}
+
+
 def summarize(path: str | os.PathLike) -> dict:
     """Per setting and step, over seeds: F1@M of the original and the clean run, their difference,
-    and how many seeds put the original split above the clean one (from a ``--out`` file)."""
+    and how many seeds put the original split above the clean one (from a ``--out`` file).
+
+    Where the rows carry per-kind statistics (``kinds``, written since the composition control
+    was added), also the difference with the test composition held fixed
+    (:func:`mmkp_helpers.composition.standardised_difference`, pooled shares of account and other
+    posts): ``per_seed`` {seed: {"raw", "controlled"}} and ``raw_*`` / ``controlled_*`` mean, min,
+    max and number of seeds positive."""
+    from mmkp_helpers.composition import standardised_difference
+
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     runs: dict = {}
     for r in rows:
         if r.get("final") or r.get("prompt") != "direct":
             continue
-        runs.setdefault((r["setting"], r["step"]), {}).setdefault(r["seed"], {})[r["split"]] = r["F1@M"]["all"]
+        runs.setdefault((r["setting"], r["step"]), {}).setdefault(r["seed"], {})[r["split"]] = r
     out = {}
     for (setting, step), by_seed in sorted(runs.items()):
-        pairs = [(v["original"], v["clean"]) for v in by_seed.values() if {"original", "clean"} <= set(v)]
-        if not pairs:
+        paired = {seed: v for seed, v in sorted(by_seed.items()) if {"original", "clean"} <= set(v)}
+        if not paired:
             continue
+        pairs = [(v["original"]["F1@M"]["all"], v["clean"]["F1@M"]["all"]) for v in paired.values()]
         gaps = [o - c for o, c in pairs]
-        out[f"{setting}@{step}"] = {
-            "seeds": len(pairs), "original_mean": round(sum(o for o, _ in pairs) / len(pairs), 3),
-            "clean_mean": round(sum(c for _, c in pairs) / len(pairs), 3),
-            "gap_mean": round(sum(gaps) / len(gaps), 3), "gap_min": round(min(gaps), 3),
-            "gap_max": round(max(gaps), 3), "original_higher": sum(g > 0 for g in gaps)}
+        row = {"seeds": len(pairs), "original_mean": round(sum(o for o, _ in pairs) / len(pairs), 3),
+               "clean_mean": round(sum(c for _, c in pairs) / len(pairs), 3),
+               "gap_mean": round(sum(gaps) / len(gaps), 3), "gap_min": round(min(gaps), 3),
+               "gap_max": round(max(gaps), 3), "original_higher": sum(g > 0 for g in gaps)}
+        per_seed = {}
+        for seed, v in paired.items():
+            if "kinds" in v["original"] and "kinds" in v["clean"]:
+                d = standardised_difference(v["original"]["kinds"], v["clean"]["kinds"], "F1@M")
+                if d["controlled_difference"] is not None:
+                    per_seed[seed] = {"raw": round(d["raw_difference"], 4),
+                                      "controlled": round(d["controlled_difference"], 4)}
+        if per_seed:
+            row["composition_seeds"] = len(per_seed)
+            row |= _spread([s["raw"] for s in per_seed.values()], "raw")
+            row |= _spread([s["controlled"] for s in per_seed.values()], "controlled")
+            row["per_seed"] = per_seed
+        out[f"{setting}@{step}"] = row
     return out
 
 
