@@ -126,6 +126,20 @@ def compute_dtype(model) -> torch.dtype | None:
     return dtype if dtype in (torch.bfloat16, torch.float16) else None
 
 
+def precision_label(model) -> str:
+    """In words, the precision a model generates in: its base weights (4-bit NF4 or a float dtype)
+    and the compute dtype (:func:`compute_dtype`; float32 on a CPU). Notebooks 02 and 03 print it,
+    so a zero-shot baseline says which base it is the baseline of."""
+    import bitsandbytes as bnb  # a dependency of the package; import only here
+
+    four_bit = any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    dtype = compute_dtype(model)
+    weights = "4-bit NF4 base" if four_bit else (
+        f"{next(p.dtype for p in model.parameters() if p.is_floating_point())} base".replace("torch.", ""))
+    compute = str(dtype).replace("torch.", "") if dtype is not None else "float32"
+    return f"{weights}, {compute} compute on {_model_device(model).type}"
+
+
 def count_generated(new_tokens: torch.Tensor, eos_ids: Iterable[int]) -> list[int]:
     """Per row of generated ids: tokens up to and including the first end token; all of them
     when there is none (the row stopped at the length limit)."""

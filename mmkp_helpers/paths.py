@@ -43,3 +43,16 @@ def run_dir(results_dir: str | os.PathLike, notebook: str | None = None) -> Path
         folder = folder / notebook
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def relative(path: str | os.PathLike) -> str:
+    """``path`` as it reads in a shared record: relative to the project root when inside it,
+    ``../...`` when beside it (e.g. ``../shared/data``), else unchanged."""
+    p = Path(path).expanduser().resolve()
+    root = project_root().resolve()
+    for base, prefix in ((root, ""), (root.parent, "../")):
+        try:
+            return prefix + str(p.relative_to(base))
+        except ValueError:
+            continue
+    return str(p)

@@ -91,4 +91,9 @@ def read_run(out: Path, notebook: str, figures=()) -> tuple[Path, list[dict], di
     folder = out / notebook
     for name in figures:
         assert (folder / f"{name}.png").stat().st_size > 1000, name
-    return folder, results.read_json(folder / "metrics.json"), results.read_json(folder / "measurements.json")
+    records, measurements = results.read_json(folder / "metrics.json"), results.read_json(folder / "measurements.json")
+    from mmkp_helpers import claims
+
+    problems = claims.check(measurements.get("summary_claims", []), records, measurements)
+    assert not problems, f"{notebook}: Summary claims that disagree with the run's records: {problems}"
+    return folder, records, measurements
