@@ -45,8 +45,11 @@ test-fast: setup
 reproduce: setup
 	$(VENV)/bin/mmkp-run --profile $(PROFILE)
 
+# JupyterLab from $(VENV) (its python3 kernel is the project's), on 127.0.0.1:$(LAB_PORT), --allow-root when
+# run as root; the command line is mmkp_helpers/lab.py's lab_command, which tests/test_browser.py also runs.
+LAB_PORT ?= 8888
 lab: setup
-	$(PY) -m jupyter lab --notebook-dir=notebooks
+	$(PY) -m mmkp_helpers.lab --port $(LAB_PORT)
 
 # Authoring: edit a notebook as jupytext percent text, then sync it back (the .ipynb stays the source
 # of truth; `--update` keeps its metadata). NB is the notebook's stem, e.g. NB=03_sft_qlora.

@@ -178,7 +178,7 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
     - Greedy unless ``do_sample=True``; ``min_new_tokens`` (benchmarks) forces equal lengths.
     - Images come from ``Example.image`` (RGB); an example without one gets no image content.
     Prompts are never truncated (cutting one could cut image tokens)."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
     from transformers import LogitsProcessorList
 
     template = get_template(prompt)

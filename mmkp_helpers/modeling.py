@@ -19,7 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import progress, quiet
 from .paths import cache_dir
+
+quiet.apply()  # known-harmless library warnings, silenced before the libraries load (see quiet.py)
+progress.configure()  # mmkp-run's headless kernels: transformers' own bars plain and rare (see progress.py)
 
 # The special tokens of Qwen2-VL / Qwen2.5-VL, in id order from 151643 (after the 151,643 BPE ranks).
 QWEN_VL_SPECIAL_TOKENS = [

@@ -13,6 +13,11 @@ A profile (``profiles/<name>.yaml``) says *what* to run::
 Every notebook also receives ``profile`` and ``results_dir`` (``results/<profile>`` or ``--out``).
 Executed copies go to ``<results_dir>/<notebook>.ipynb``. A profile key that no notebook
 declares, or a notebook that does not exist, is rejected before anything runs.
+
+The kernels run headless: :data:`KERNEL_ENV` makes their progress bars plain text that redraws
+rarely (see :mod:`mmkp_helpers.progress`; a profile's ``env`` may override it). Each executed copy
+is checked with :func:`mmkp_helpers.nbcheck.problems` (absolute paths, tracebacks, warnings) and
+what a reader would see is printed as a warning; it does not fail the run.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import yaml
 from .paths import project_root
 
 PROFILE_KEYS = {"description", "env", "timeout", "defaults", "notebooks"}
+# The environment of the kernels papermill starts (a variable already set, or the profile's env, wins).
+KERNEL_ENV = {"MMKP_PROGRESS": "plain"}
 INJECTED = ("profile", "results_dir")
 
 
@@ -182,8 +189,13 @@ def run(profile_name: str, only: list[str] | None = None, out: str | None = None
     if not out_dir.is_absolute():
         out_dir = project_root() / out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    env_before = {k: os.environ.get(k) for k in profile.env}
-    os.environ.update({k: str(v) for k, v in profile.env.items()})
+    from .nbcheck import report
+
+    # KERNEL_ENV unless the caller's environment says otherwise; the profile's env over both
+    kernel_env = {**{k: v for k, v in KERNEL_ENV.items() if k not in os.environ}, **profile.env}
+    env_before = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update({k: str(v) for k, v in kernel_env.items()})
+    unclean = []
     print(f"mmkp-run: profile {profile.name} ({profile.description.strip()}) -> {out_dir}")
     try:
         for i, (nb, params) in enumerate(runs, 1):
@@ -200,6 +212,12 @@ def run(profile_name: str, only: list[str] | None = None, out: str | None = None
                 return 1
             relative_paths(output)
             print(f"      done in {time.time() - start:.0f} s -> {output}", flush=True)
+            if report([output]):
+                unclean.append(output.name)
+        if unclean:
+            copies = "1 executed copy shows" if len(unclean) == 1 else f"{len(unclean)} executed copies show"
+            print(f"mmkp-run: WARNING: {copies} what a reader should not see (listed above): {', '.join(unclean)}",
+                  file=sys.stderr)
     finally:
         for k, v in env_before.items():
             if v is None:

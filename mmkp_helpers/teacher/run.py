@@ -269,7 +269,7 @@ def run_teacher(teacher, examples: Sequence[Example], cache_dir: str | os.PathLi
     cache_log, failure_log = _AppendLog(cache_path), _AppendLog(failures_path)
     bar = None
     if progress and missing:
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         bar = tqdm(total=len(missing), desc=f"teacher {teacher.name}", unit="post")
     try:
