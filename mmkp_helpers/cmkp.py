@@ -418,6 +418,18 @@ def dataset_label(root: str | os.PathLike | None = None) -> str:
     return cmkp_sources(root)["dataset"]
 
 
+def describe(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """One line for a notebook's first cells: which data a run uses, honestly labelled."""
+    if dataset != "cmkp":
+        return f"dataset: {dataset}"
+    src = cmkp_sources(root)
+    if src["dataset"] == "cmkp":
+        return "dataset: cmkp (the authors' official train/valid/test split, train_src.txt present)"
+    return ("dataset: cmkp-public-resplit (CMKP's public valid+test posts, resplit here: CMKP's training file "
+            "train_src.txt is absent, so no score is comparable with the paper's or CMKP's; "
+            "python -m mmkp_helpers.cmkp fetches it when online)")
+
+
 def inputs_label(examples: Sequence) -> str:
     """What a model sees of ``examples``: ``"text+image"`` when every one has an image,
     ``"text+wordings+ocr"`` when none has, else ``"text+image (N missing: text+wordings+ocr)"``."""

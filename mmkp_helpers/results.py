@@ -69,6 +69,10 @@ def metric_record(notebook: str, method: str, variant: str, dataset: str, split:
         missing = [m for m in METRIC_NAMES if m not in scores]
         if missing:
             raise ValueError(f"subset {subset!r} lacks {missing}")
+    if dataset == "cmkp":  # never plain "cmkp" unless the authors' training split was there
+        from .cmkp import dataset_label
+
+        dataset = dataset_label()
     record = {"notebook": notebook, "method": method, "variant": variant, "dataset": dataset, "split": split,
               "n": int(n), "gen_tokens_mean": None if gen_tokens_mean is None else float(gen_tokens_mean),
               "metrics": metrics}
