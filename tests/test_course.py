@@ -15,7 +15,7 @@ from mmkp_helpers import course, runner
 NOTEBOOKS = runner.list_notebooks()
 IDS = [p.stem for p in NOTEBOOKS]
 # Worked solutions still to be written for these (issue 13): strict, so the marker must go once they are.
-NOT_YET = {"00_vlm_primer"}
+NOT_YET: set = set()
 
 
 def _read(path):
@@ -181,3 +181,13 @@ def test_run_order_is_true_to_the_notebooks():
         for dep, what in course.DEPENDS[path.stem]:
             assert stems.index(dep) < stems.index(path.stem) and what
             assert _mentions(text, dep[:2]), (path.stem, dep)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_solutions_leave_the_record_alone(path):
+    """Solutions run in every normal run: they must not touch what the notebook records."""
+    nb = nbformat.read(str(path), as_version=4)
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", []) and c.cell_type == "code"]
+    assert not any(re.search(r"\b(measurements|records_out|records)\b\s*(\[|\.append|\.update|=)", c.source)
+                   for c in solutions), "a solution writes to the notebook's records"
+    assert "solution" not in nb.cells[-1].metadata.get("tags", []), "the record cell comes after the solutions"

@@ -2,7 +2,7 @@
 (recommenders style). The fixture `tiny_run` (conftest) runs each notebook once per session."""
 import pytest
 
-from mmkp_helpers import results
+from mmkp_helpers import claims, results
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
@@ -12,15 +12,31 @@ def test_00_vlm_primer(tiny_run):
     folder = out / "00_vlm_primer"
     m = results.read_json(folder / "measurements.json")
     assert (out / "00_vlm_primer.ipynb").exists()
-    assert (folder / "image_tokens.png").stat().st_size > 1000 and (folder / "memory.png").stat().st_size > 1000
+    for name in ("image_tokens", "memory", "memory_real_architectures"):
+        assert (folder / f"{name}.png").stat().st_size > 1000, name
     assert m["image_tokens_demo"] > 0 and m["image_tokens_by_side"]["28"] == 4 and m["image_tokens_by_side"]["896"] == 16
     assert m["lora_tensors_changed"] == m["lora_tensors"] > 0
     assert m["vision_tensors_changed"] == 0 and m["base_weight_unchanged"] is True
     assert m["train_losses"][-1] < m["train_losses"][0]
     assert 0 < m["trainable_share"] < 0.05
     assert m["param_bytes_quantized_lora"] < m["param_bytes_full"]
+    # the real architectures, computed from their configs (the published parameter counts)
+    arch = m["architecture_memory"]
+    assert arch["qwen2_vl-2b"]["parameters"]["total"] == 2_208_985_600
+    assert arch["qwen2_vl-7b"]["parameters"]["total"] == 8_291_375_616
+    for name, a in arch.items():
+        gib = a["memory_gib"]
+        assert gib["qlora"] < gib["bf16"] < gib["lora"], name
+        for regime, parts in a["by_part_gib"].items():
+            assert abs(sum(parts.values()) - gib[regime]) < 1e-6, (name, regime)
+    # the computed QLoRA memory of the tiny model matches what the loaded model holds (buffers aside)
+    assert abs(m["tiny_qlora_computed_bytes"] - m["param_bytes_quantized_lora"]) < 0.01 * m["param_bytes_quantized_lora"]
+    assert m["full_precision"] == "float32 on the CPU" and "nats" in m["train_loss_unit"]
+    # the Summary's numbers are computed claims that the record reproduces
+    assert m["summary_claims"] and claims.check(m["summary_claims"], [], m) == []
     params = results.read_json(folder / "params.json")
     assert params["profile"] == "tiny" and params["model_name"] == "tiny-qwen2_vl"
     # the executed notebook carries the same record as a display bundle
     bundles = results.read_notebook_records(out / "00_vlm_primer.ipynb")
     assert bundles and bundles[-1]["measurements"]["image_tokens_demo"] == m["image_tokens_demo"]
+

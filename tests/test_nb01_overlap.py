@@ -2,9 +2,10 @@
 The fixture `tiny_run` (conftest) runs each notebook once per session."""
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from mmkp_helpers import overlap, results
+from mmkp_helpers import claims, overlap, results
 from mmkp_helpers.data import read_jsonl
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
@@ -30,6 +31,11 @@ def test_01_benchmark_overlap(tiny_run):
     vt = m["cmkp_valid_vs_test"]
     assert vt["exact"]["near_duplicates"] > 0 and vt["exact"]["exact_duplicates"] > 0
     assert vt["lsh"]["near_duplicates"] >= 0.95 * vt["exact"]["near_duplicates"]
+    # candidates (before the exact check) and confirmed pairs are kept apart; the exhaustive search has no candidates
+    assert vt["exact"]["lsh_candidate_pairs"] is None and vt["lsh"]["lsh_candidate_pairs"] >= vt["lsh"]["confirmed_pairs"]
+    assert vt["lsh"]["confirmed_pairs"] <= vt["exact"]["confirmed_pairs"]
+    lr = m["lsh_recall"]
+    assert lr["lsh_candidate_pairs_distinct_texts"] >= lr["lsh_confirmed_pairs_distinct_texts"]
     assert m["lsh_recall"]["recall"] >= 0.95 and m["lsh_recall"]["truth_pairs"] > 500
     assert (m["lsh_bands"], m["lsh_rows"]) == (26, 3)
 
@@ -55,3 +61,11 @@ def test_01_benchmark_overlap(tiny_run):
     bundles = results.read_notebook_records(out / "01_benchmark_overlap.ipynb")
     assert bundles and bundles[-1]["measurements"]["cmkp_test_posts_all_seen_share"] == m["cmkp_test_posts_all_seen_share"]
     assert m["notebook_seconds"] < 120
+    assert m["summary_claims"] and claims.check(m["summary_claims"], [], m) == []
+
+
+def test_01_generator_sets_named_apart_from_the_clean_split(root):
+    nb = nbformat.read(str(root / "notebooks" / "01_benchmark_overlap.ipynb"), as_version=4)
+    # the generator's test_clean set is never shown under the clean split's name
+    text = "\n".join(c.source for c in nb.cells)
+    assert "generator's held-out test set" in text

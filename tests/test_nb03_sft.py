@@ -62,5 +62,19 @@ def test_03_sft_qlora(tiny_run):
     assert all(0.0 <= v["F1@M"] <= 1.0 for v in b.values())
     assert b["original: account posts"]["posts"] + b["original: other posts"]["posts"] == 150
 
+    # the overlap effect with the test composition held fixed, beside the raw one
+    c = m["composition"]
+    assert c["raw_difference"] == pytest.approx(f1m(("sft", "original")) - f1m(sft), abs=1e-9)
+    assert c["kinds"]["account"]["posts_a"] == b["original: account posts"]["posts"]
+    assert c["kinds"]["account"]["posts_b"] == clean_accounts["posts"]
+    assert f["overlap_controlled_f1m"] == c["controlled_difference"] is not None
+    w = c["weights"]
+    assert sum(w.values()) == pytest.approx(1.0)
+    assert c["controlled_difference"] == pytest.approx(c["controlled_a"] - c["controlled_b"])
+    # the Summary's claims were checked against the records by read_run; these must be among them
+    texts = " ".join(cl["text"] for cl in m["summary_claims"])
+    assert "composition held fixed" in texts and "Overlap, raw" in texts
+    assert m["dataset_label"] == "synthetic" and all(r["inputs"] in ("text+image", "text") for r in records)
+
     bundles = results.read_notebook_records(out / "03_sft_qlora.ipynb")
     assert bundles and bundles[-1]["metrics"] == records
