@@ -43,25 +43,9 @@ NF4_BLOCKSIZE = 64            # bitsandbytes' default block size for 4-bit weigh
 NESTED_BLOCKSIZE = 256        # double quantization: the absmax values quantized in blocks of 256
 GIB = 1024 ** 3
 
-# The public config values (the fields that set parameter counts) of the two released models.
-ARCHITECTURES = {
-    "qwen2_vl-2b": {
-        "source": "https://huggingface.co/Qwen/Qwen2-VL-2B-Instruct/blob/main/config.json",
-        "tie_word_embeddings": True,
-        "text_config": {"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960,
-                        "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2},
-        "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "hidden_size": 1536,
-                          "in_channels": 3, "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2},
-    },
-    "qwen2_vl-7b": {
-        "source": "https://huggingface.co/Qwen/Qwen2-VL-7B-Instruct/blob/main/config.json",
-        "tie_word_embeddings": False,
-        "text_config": {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944,
-                        "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4},
-        "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "hidden_size": 3584,
-                          "in_channels": 3, "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2},
-    },
-}
+# The public config values (the fields that set parameter counts) of the two released models, with
+# the address of each config.json: a data file beside this module.
+ARCHITECTURES = json.loads((Path(__file__).with_name("qwen2_vl_architectures.json")).read_text())
 
 
 def config_from_json(path: str | os.PathLike) -> dict:
