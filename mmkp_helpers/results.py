@@ -15,11 +15,32 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .metrics import METRIC_NAMES
-from .paths import resolve, run_dir
+from .paths import project_root, resolve, run_dir
 
 MIMETYPE = "application/vnd.mmkp.record+json"
 METHODS = ("zero_shot", "sft", "fine_tune_cot", "dynamic_cot")
 RECORD_KEYS = ("notebook", "method", "variant", "dataset", "split", "n", "gen_tokens_mean", "metrics")
+
+
+def _shareable(text: str) -> str:
+    """A path inside the project (or beside it) as a project-relative one: records, measurements
+    and environments read the same on every machine (``results/tiny/...``, ``.venv/...``)."""
+    root = str(project_root())
+    for base, prefix in ((root + "/", ""), (str(Path(root).parent) + "/", "../")):
+        if text.startswith(base) and len(base) > 1:
+            return prefix + text[len(base):]
+    return text
+
+
+def _shareable_tree(value: Any) -> Any:
+    """:func:`_jsonable`, with every absolute path inside the project made project-relative (for
+    the files of :func:`record_run`, which readers and other machines see)."""
+    value = _jsonable(value)
+    if isinstance(value, dict):
+        return {k: _shareable_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shareable_tree(v) for v in value]
+    return _shareable(value) if isinstance(value, str) and value.startswith("/") else value
 
 
 def _jsonable(value: Any) -> Any:
@@ -105,16 +126,16 @@ def record_run(results_dir: str | os.PathLike, notebook: str, params: dict, metr
         if missing:
             raise ValueError(f"metric record lacks {missing}: build it with metric_record()")
     if metrics:
-        write_json(folder / "metrics.json", metrics)
+        write_json(folder / "metrics.json", _shareable_tree(metrics))
     if measurements is not None:
-        write_json(folder / "measurements.json", measurements)
-    write_json(folder / "params.json", params)
-    write_json(folder / "environment.json", environment_record())
+        write_json(folder / "measurements.json", _shareable_tree(measurements))
+    write_json(folder / "params.json", _shareable_tree(params))
+    write_json(folder / "environment.json", _shareable_tree(environment_record()))
     if display:
         try:
             from IPython.display import display as ipy_display
             bundle = {"notebook": notebook, "metrics": metrics, "measurements": measurements or {}}
-            ipy_display({MIMETYPE: _jsonable(bundle), "text/plain": f"recorded {len(metrics)} metric records"
+            ipy_display({MIMETYPE: _shareable_tree(bundle), "text/plain": f"recorded {len(metrics)} metric records"
                          f"{' and ' + str(len(measurements)) + ' measurements' if measurements else ''} in {folder}"},
                         raw=True)
         except ImportError:

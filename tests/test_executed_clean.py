@@ -188,3 +188,32 @@ def test_runner_gives_kernels_plain_progress_and_reports_problems(tmp_path, monk
     assert "MMKP_PROGRESS" not in os.environ  # restored after the run
     err = capsys.readouterr().err
     assert "UserWarning: odd" in err and "1 executed copy shows" in err, err
+
+
+def test_committed_records_hold_no_absolute_path():
+    """The records beside the executed copies (metrics, measurements, params, environment) are read
+    on other machines too: record_run writes paths inside the project relative to its root."""
+    import json
+    import subprocess
+
+    from mmkp_helpers import nbcheck
+
+    root = Path(__file__).resolve().parents[1]
+    tracked = subprocess.run(["git", "ls-files", "results/tiny"], cwd=root, capture_output=True, text=True).stdout
+    files = [root / f for f in tracked.split() if f.endswith((".json", ".md"))]
+    assert files
+    found = {str(f.relative_to(root)): nbcheck.ABSOLUTE_PATH.findall(f.read_text()) for f in files}
+    assert not {k: v[:3] for k, v in found.items() if v}
+
+
+def test_record_run_writes_project_relative_paths(tmp_path):
+    import json
+
+    from mmkp_helpers import paths, results
+
+    inside = paths.project_root() / "results" / "x" / "train.jsonl"
+    folder = results.record_run(tmp_path, "nb", params={"p": str(inside)}, measurements={"m": [inside]},
+                                display=False)
+    assert json.loads((folder / "params.json").read_text())["p"] == "results/x/train.jsonl"
+    assert json.loads((folder / "measurements.json").read_text())["m"] == ["results/x/train.jsonl"]
+    assert str(paths.project_root()) not in (folder / "environment.json").read_text()
