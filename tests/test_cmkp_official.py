@@ -277,3 +277,19 @@ def test_fetcher_offline_says_what_to_do(tmp_path, monkeypatch):
         cmkp.fetch_cmkp_train(tmp_path / "a", record=True, verbose=False)
     with pytest.raises(FetchError, match="missing, and downloading is off"):
         cmkp.fetch_cmkp_train(tmp_path / "a", download=False, verbose=False)
+
+
+def test_every_cmkp_record_carries_the_label(cmkp_dir, tmp_path, monkeypatch):
+    """A notebook passes dataset="cmkp"; the record says what the data really was."""
+    from mmkp_helpers import results
+
+    scores = {"all": {m: 0.0 for m in ("F1@1", "F1@3", "F1@5", "F1@M", "MAP@5")}}
+    monkeypatch.setenv("MMKP_CMKP_DIR", str(cmkp_dir))
+    rec = results.metric_record("03_sft_qlora", "sft", "text+image", "cmkp", "clean", 1, 10.0, scores)
+    assert rec["dataset"] == "cmkp-public-resplit"
+    monkeypatch.setenv("MMKP_CMKP_DIR", str(_official_folder(cmkp_dir, tmp_path / "cmkp")))
+    rec = results.metric_record("03_sft_qlora", "sft", "text+image", "cmkp", "clean", 1, 10.0, scores)
+    assert rec["dataset"] == "cmkp"
+    assert results.metric_record("02_zero_shot", "zero_shot", "direct", "synthetic", "clean", 1, 1.0,
+                                 scores)["dataset"] == "synthetic"
+    assert "cmkp-public-resplit" in cmkp.describe("cmkp", cmkp_dir) and cmkp.describe("synthetic") == "dataset: synthetic"
