@@ -1,6 +1,13 @@
 """How long the ``paper-qwen2vl-2b`` profile takes on a GPU, from measured step and generation times.
 
     python -m mmkp_helpers.bench.paper_estimate --train QLORA.jsonl --generate GEN.json [...] [--out FILE.json]
+    python -m mmkp_helpers.bench.paper_estimate --prompt-lengths --from-rate 2209   # no GPU at hand
+
+Without measurements on the GPU at hand, ``--prompt-lengths`` measures CMKP's direct-prompt
+lengths (the user text with the Qwen tokenizer, over the public test posts) and ``--from-rate``
+turns a measured training rate (tokens per second) into hours for the profile's epochs, with the
+image at ``min_pixels`` (256 tokens) and at ``max_pixels`` (1,024): tokens per post = mean user
+text + ``--overhead`` (chat template and answer) + image tokens.
 
 The inputs are measurements on the GPU at hand (``tools/device_gpu_checks.sh`` makes them on a lent
 H200): ``bench.qlora_step`` records (seconds per training step of a batch of sequences as long as
@@ -73,6 +80,32 @@ def estimate(train_records: list[dict], gen_reports: list[dict], profile: dict =
     return out
 
 
+def prompt_lengths() -> dict:
+    """CMKP's direct-prompt user text in Qwen tokens over the public test posts: mean, p99, max."""
+    import statistics
+
+    from mmkp_helpers import cmkp, data, modeling, prompts
+
+    examples = data.load_cmkp(cmkp.cmkp_dir() / "tw_mm_s1", "test")
+    tok = modeling.build_qwen_tokenizer()
+    template = prompts.get_template("direct")
+    lengths = sorted(len(tok(template.user_text(e, max_keyphrases=5))["input_ids"]) for e in examples)
+    return {"posts": len(lengths), "mean": statistics.fmean(lengths), "p99": lengths[int(0.99 * len(lengths))],
+            "max": lengths[-1]}
+
+
+def from_rate(tokens_per_s: float, text_tokens: float, overhead: int = 30, image_tokens=(256, 1024),
+              profile: dict = PROFILE) -> dict:
+    """Hours of the profile's SFT at a measured training rate, per image budget."""
+    sequences = profile["epochs"] * profile["train_posts"]
+    out = {}
+    for img in image_tokens:
+        per_post = text_tokens + overhead + img
+        out[str(img)] = {"tokens_per_post": per_post, "tokens": sequences * per_post,
+                         "hours": sequences * per_post / tokens_per_s / 3600}
+    return out
+
+
 def scaled(est: dict, measured_on: str, target: str) -> dict:
     ratio = PEAK_TFLOPS[measured_on] / PEAK_TFLOPS[target]
     return {k: v * ratio for k, v in est["hours"].items()}
@@ -85,7 +118,18 @@ def main(argv=None) -> int:
     parser.add_argument("--measured-on", default="H200", choices=sorted(PEAK_TFLOPS))
     parser.add_argument("--scale-to", nargs="*", default=["RTX 4090", "A10", "L4"], choices=sorted(PEAK_TFLOPS))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--prompt-lengths", action="store_true", help="measure CMKP's prompt lengths (no GPU needed)")
+    parser.add_argument("--from-rate", type=float, default=None, help="training tokens per second measured elsewhere")
+    parser.add_argument("--overhead", type=int, default=30, help="chat template + answer tokens per post")
     args = parser.parse_args(argv)
+    if args.prompt_lengths or args.from_rate:
+        lengths = prompt_lengths()
+        report = {"prompt_lengths": lengths}
+        if args.from_rate:
+            report["from_rate"] = {"tokens_per_s": args.from_rate,
+                                   "by_image_tokens": from_rate(args.from_rate, lengths["mean"], args.overhead)}
+        print(json.dumps(report, indent=2))
+        return 0
     train = [json.loads(line) for f in args.train for line in Path(f).read_text().splitlines() if line.strip()]
     gens = [json.loads(Path(f).read_text()) for f in args.generate]
     est = estimate(train, gens)
