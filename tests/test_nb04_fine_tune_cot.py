@@ -38,11 +38,19 @@ def test_04_fine_tune_cot(tiny_run):
         assert r["metrics"]["unseen:text+image"]["n"] >= 20  # the reachable unseen keyphrases are there
         assert r["gen_tokens_mean"] > 0 and 0 <= r["think_share"] <= 1
 
-    # the teacher: every rationale kept and faithful; the rerun answered from the cache alone
+    # the teacher: every rationale kept and faithful; the pilot and the first run sent every request
+    # (a scratch cache), the rerun answered from the cache alone
     t = m["teacher"]
     n_train = t["run"]["examples"]  # the clean split's training posts
     assert n_train >= 600 and t["run"]["kept"] == n_train and t["run"]["failures"] == 0
+    assert t["pilot"]["requests_sent"] == 5 and t["run"]["requests_sent"] == n_train - 5
     assert t["rerun"]["requests_sent"] == 0 and t["rerun"]["cache_hits"] == n_train
+    # the estimate says which output length it used, and is within 20% of the run's (hypothetical) cost
+    assert t["estimate"]["output_tokens_source"].startswith("measured") and t["priced"].startswith("as if paid")
+    assert t["estimate_upper_bound"]["output_tokens_source"].startswith("max_tokens")
+    assert t["run"]["all_cost_usd"] > 0 and abs(t["estimate_error"]) <= 0.2
+    assert t["estimate"]["cost_usd"] == pytest.approx((1 + t["estimate_error"]) * t["run"]["all_cost_usd"])
+    assert t["estimate_upper_bound"]["cost_usd"] > 2 * t["run"]["all_cost_usd"]
     for key in ("cache_path", "failures_path"):  # relative inside the project; a run folder elsewhere stays absolute
         path = Path(t["run"][key])
         assert not path.is_absolute() or project_root() not in path.parents, path
@@ -105,5 +113,7 @@ def test_04_teacher_key_is_never_written(tmp_path):
     leaked = [str(p) for p in files if key.encode() in p.read_bytes()]
     assert not leaked, leaked
     m = json.loads((out / "04_fine_tune_cot" / "measurements.json").read_text())
-    assert m["teacher"]["run"]["requests_sent"] == m["teacher"]["run"]["examples"] >= 600
-    assert m["teacher"]["run"]["cost_usd"] > 0
+    t = m["teacher"]  # a paid teacher: the pilot's answers are in the cache, the run sends the rest
+    assert t["pilot"]["requests_sent"] + t["run"]["requests_sent"] == t["run"]["examples"] >= 600
+    assert t["run"]["cost_usd"] > 0 and t["rerun"]["requests_sent"] == 0
+    assert t["estimate"]["output_tokens_source"].startswith("measured")  # (the server counts words, not tokens)

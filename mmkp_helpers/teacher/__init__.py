@@ -12,11 +12,15 @@ Training code never imports this package: its product is a ``{example id: ration
 
 Each works in *rationalize* mode (shown the gold keyphrases, it explains them) or *predict* mode
 (it answers on its own; its rationales are kept when its keyphrases reach ``min_f1``).
-:func:`estimate_run` prices a run before it is made; :func:`run_teacher` makes it with a
-crash-safe cache, bounded concurrency, a budget guard and the filtering::
+:func:`estimate_run` prices a run before it is made (output lengths measured on the cache, e.g.
+after a :func:`pilot_run`, else ``max_tokens`` as the upper bound; it says which);
+:func:`run_teacher` makes it with live calls, a crash-safe cache, bounded concurrency, a budget
+guard and the filtering; :func:`~mmkp_helpers.teacher.batch.run_batch` makes it through the
+OpenAI Batch API at half price into the same cache (also ``python -m mmkp_helpers.teacher``)::
 
     teacher = make_teacher("openai", model="gpt-4o-mini")
-    print(estimate_run(teacher, train, prices=(0.15, 0.60)))
+    pilot_run(teacher, train, "cache/teacher", n=5, prices=(0.15, 0.60))  # 5 real requests, cached
+    print(estimate_run(teacher, train, prices=(0.15, 0.60), cache_dir="cache/teacher"))
     run = run_teacher(teacher, train, "cache/teacher", prices=(0.15, 0.60), max_cost=2.0)
     records = make_records(train, rationales=run.rationales)
 """
@@ -25,7 +29,9 @@ from __future__ import annotations
 from .base import MODES, PROMPT_VERSION, TeacherAnswer
 from .offline import OracleTeacher, TemplateTeacher, check_oracle_rationale
 from .openai_teacher import MissingAPIKeyError, OpenAITeacher
-from .run import TeacherBudgetError, TeacherRun, estimate_run, keyphrase_f1, leaks_gold, load_cache, run_teacher
+from .cache import load_cache
+from .estimate import BATCH_DISCOUNT, estimate_run
+from .run import TeacherBudgetError, TeacherRun, keyphrase_f1, leaks_gold, pilot_run, run_teacher
 
 TEACHERS = {"oracle": OracleTeacher, "template": TemplateTeacher, "openai": OpenAITeacher}
 
@@ -42,4 +48,4 @@ def make_teacher(kind: str, **settings):
 
 __all__ = ["TeacherAnswer", "OpenAITeacher", "OracleTeacher", "TemplateTeacher", "make_teacher", "estimate_run",
            "run_teacher", "TeacherRun", "TeacherBudgetError", "check_oracle_rationale", "MissingAPIKeyError",
-           "keyphrase_f1", "leaks_gold", "load_cache", "MODES", "PROMPT_VERSION", "TEACHERS"]
+           "keyphrase_f1", "leaks_gold", "load_cache", "pilot_run", "BATCH_DISCOUNT", "MODES", "PROMPT_VERSION", "TEACHERS"]

@@ -64,6 +64,9 @@ class TeacherAnswer:
     output_tokens: int
     seconds: float
     error: str | None = None
+    #: How the answer was obtained: "live" (a chat-completions call or an offline teacher) or
+    #: "batch" (the Batch API, billed at its discount).
+    channel: str = "live"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,11 +135,15 @@ class Teacher:
     max_keyphrases = 8
     max_tokens: int | None = None
     image_detail = "low"
+    #: Count the tokens of each request and answer with the estimate's counter when the teacher
+    #: reports none (offline teachers), so that a free run can be priced "as if it were paid".
+    count_tokens = False
 
-    def __init__(self, mode: str = "rationalize"):
+    def __init__(self, mode: str = "rationalize", count_tokens: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
         self.mode = mode
+        self.count_tokens = bool(count_tokens)
 
     # ---------------------------------------------------------------- identity
     def _key_parts(self) -> list[str]:
@@ -191,8 +198,22 @@ class Teacher:
         """(raw answer text, input tokens, output tokens) for one example."""
         raise NotImplementedError
 
+    def counted_tokens(self, example: Example, raw: str | None) -> tuple[int, int]:
+        """(input, output) tokens of ``example``'s request and the answer ``raw``, counted as
+        :func:`~mmkp_helpers.teacher.estimate_run` counts them (tiktoken ``o200k_base`` or its
+        offline fallback; images by OpenAI's rule): what a paid endpoint would have billed,
+        approximately."""
+        from .tokens import count_text_tokens, image_size, messages_tokens
+
+        sizes = [image_size(example.image)] if example.image is not None and self.image_detail != "low" else None
+        text, images = messages_tokens(self.messages(example, image_data=False), self.image_detail, sizes)
+        return text + images, count_text_tokens(raw or "")
+
     def answer(self, example: Example) -> TeacherAnswer:
-        """One synchronous answer (raises on failure)."""
+        """One synchronous answer (raises on failure). With ``count_tokens`` an answer that
+        reports no tokens gets :meth:`counted_tokens`."""
         start = time.perf_counter()
         raw, n_in, n_out = self._answer_text(example)
+        if self.count_tokens and not (n_in or n_out):
+            n_in, n_out = self.counted_tokens(example, raw)
         return answer_from_text(example.id, raw, self.mode, n_in, n_out, time.perf_counter() - start)

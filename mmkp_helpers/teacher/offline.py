@@ -55,8 +55,9 @@ class OracleTeacher(Teacher):
     name = "oracle"
     model = "ground-truth"
 
-    def __init__(self, mode: str = "rationalize", noise: float = 0.0, noise_kinds=NOISE_KINDS, seed: int = 0):
-        super().__init__(mode)
+    def __init__(self, mode: str = "rationalize", noise: float = 0.0, noise_kinds=NOISE_KINDS, seed: int = 0,
+                 count_tokens: bool = False):
+        super().__init__(mode, count_tokens)
         if not 0.0 <= float(noise) <= 1.0:
             raise ValueError(f"noise={noise} must lie in [0, 1]")
         noise_kinds = (noise_kinds,) if isinstance(noise_kinds, str) else tuple(noise_kinds)
@@ -69,7 +70,7 @@ class OracleTeacher(Teacher):
 
     def __repr__(self) -> str:
         return (f"OracleTeacher(mode={self.mode!r}, noise={self.noise}, noise_kinds={self.noise_kinds!r}, "
-                f"seed={self.seed})")
+                f"seed={self.seed}, count_tokens={self.count_tokens})")
 
     def _key_parts(self) -> list[str]:
         return super()._key_parts() + [f"noise{self.noise:g}", "+".join(self.noise_kinds), f"seed{self.seed}"]
