@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import collate, inference, modeling, results, training
+from . import collate, inference, modeling, rationale, results, training
 from .data import Example
 from .paths import project_root
 
@@ -90,12 +90,18 @@ def think_share_by_subset(generations: Sequence[inference.Generation], examples:
 
 
 def record(notebook: str, method: str, variant: str, dataset: str, split: str, generations, scores, **extra) -> dict:
-    """A :func:`results.metric_record` with the generation costs (tokens, seconds, think share)."""
+    """A :func:`results.metric_record` with the generation costs and the quality of the reasoning:
+    ``think_share``, ``cut_off`` (generations that hit the token limit), ``cut_in_think`` (those that
+    opened ``<think>`` and hit it), ``seconds_per_post``, ``rationale_quality``
+    (:func:`rationale.quality_stats` without its example ids) and ``well_formed_share`` (None when
+    no generation opened ``<think>``)."""
     stats = inference.generation_stats(generations)
+    quality = rationale.compact(rationale.quality_stats(generations))
     return results.metric_record(notebook, method, variant, dataset, split, len(generations), stats["gen_tokens_mean"],
                                  {k: v for k, v in scores.items() if isinstance(v, dict)},
-                                 think_share=stats["think_share"], cut_in_think=stats["cut_in_think"],
-                                 seconds_per_post=stats["seconds_per_example"], **extra)
+                                 think_share=stats["think_share"], cut_off=stats["cut_off"],
+                                 cut_in_think=stats["cut_in_think"], seconds_per_post=stats["seconds_per_example"],
+                                 rationale_quality=quality, well_formed_share=quality["well_formed_share"], **extra)
 
 
 def save_rationales(results_dir: str | os.PathLike, teacher_key: str, rationales: dict[str, str]) -> Path:

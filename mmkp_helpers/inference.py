@@ -5,21 +5,31 @@ LEFT padding (so every row's next token sits at the same position), decodes gree
 and returns one :class:`Generation` per example: the raw text, the parsed keyphrases and
 reasoning, the number of generated tokens and the wall time.
 
-Forced modes (for models trained on both direct and CoT targets, e.g. Dynamic CoT):
+Forced modes (for models trained on both direct and CoT targets, e.g. Dynamic CoT). Each mode
+promises the form of its outputs, and the raw text of a :class:`Generation` includes the prefill:
 
 - ``mode=None``: the model decides what to write.
-- ``mode="think"``: the assistant turn is prefilled with the start of a ``<think>`` tag, so the
-  model must reason first. The prefill is ``"<think"`` rather than ``"<think>"`` because the Qwen
-  tokenizer merges ``>`` with the next character (``"<think>Because"`` is ``<th|ink|>Because``):
-  prefilling the whole tag would start the model at a token boundary that training never showed.
-- ``mode="direct"``: nothing is prefilled, and the token that opens ``<think>`` is banned as the
-  first generated token, so the model answers without reasoning.
+- ``mode="think"``: the assistant turn is prefilled with the opening of a rationale,
+  :func:`think_prefill` (``"<think"``), so every output starts with ``<think``. The prefill is
+  ``"<think"`` rather than ``"<think>"`` because the Qwen tokenizer merges ``>`` with the next
+  character (``"<think>Because"`` is ``<th|ink|>Because``): prefilling the whole tag would start
+  the model at a token boundary that training never showed.
+- ``mode="direct"``: the assistant turn is prefilled with the opening of a direct answer,
+  :func:`direct_prefill` (``"Keyphrases:"``, the longest prefix of
+  :data:`~mmkp_helpers.prompts.ANSWER_LABEL` that ends on a token boundary of direct targets), so
+  every output starts with it; and at every generated position the tokens that could begin a
+  ``<think>`` or ``</think>`` tag (:func:`think_tag_tokens`) are banned, so the answer never
+  contains one (a tag written later would make the parser read the answer as reasoning).
+
+Rationale quality of CoT outputs (closed, loop-free, answer-consistent, failure kinds) is
+:mod:`mmkp_helpers.rationale`'s; :func:`generation_stats` counts the token-budget cut-offs.
 
 Precision: on a GPU, generation runs under autocast in the model's compute dtype
 (:func:`compute_dtype`: a 4-bit base's bf16 compute dtype, as in training), not in float32.
 
 Token counts: the tokens the model generated up to and including its end-of-turn token (not the
-prefill, not padding). Wall time: each batch's time divided evenly over its examples.
+prefill, not padding); ``hit_limit``: no end-of-turn token was generated (the output stopped at
+``max_new_tokens``). Wall time: each batch's time divided evenly over its examples.
 """
 from __future__ import annotations
 
@@ -34,7 +44,9 @@ import torch
 
 from .collate import load_image
 from .data import Example
-from .prompts import THINK_CLOSE, THINK_OPEN, PromptTemplate, build_messages, get_template, parse_generation
+from .prompts import (ANSWER_LABEL, THINK_CLOSE, THINK_OPEN, PromptTemplate, build_messages, get_template,
+                      parse_generation)
+from .rationale import opens_think
 
 MODES = (None, "direct", "think")
 
@@ -43,7 +55,9 @@ MODES = (None, "direct", "think")
 class Generation:
     """One example's generation: ``raw`` (the prefill, if any, plus the decoded new tokens,
     special tokens removed), what :func:`~mmkp_helpers.prompts.parse_generation` read from it,
-    ``n_tokens`` generated and ``seconds`` of wall time."""
+    ``n_tokens`` generated, ``seconds`` of wall time, and ``hit_limit``: True when no end-of-turn
+    token was generated (it stopped at ``max_new_tokens``), None when unknown (files written
+    before it was recorded)."""
     id: str
     raw: str
     keyphrases: list[str]
@@ -53,6 +67,7 @@ class Generation:
     seconds: float
     prompt: str = "direct"
     mode: str | None = None
+    hit_limit: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,13 +76,12 @@ class Generation:
 # --------------------------------------------------------------------------------------------
 # Prompt rendering and modes
 # --------------------------------------------------------------------------------------------
-def think_prefill(tokenizer) -> str:
-    """The longest prefix of ``<think>`` whose tokens do not merge with the text that follows
-    the tag in a CoT target (``"<think"`` for the Qwen tokenizer)."""
-    tag = tokenizer(THINK_OPEN, add_special_tokens=False)["input_ids"]
-    stable = list(tag)
-    for follower in ("Because", "the", "\n", " ", "1"):
-        ids = tokenizer(THINK_OPEN + follower, add_special_tokens=False)["input_ids"]
+def _stable_prefix(tokenizer, text: str, followers: Sequence[str]) -> str:
+    """The longest prefix of ``text`` whose tokens are the first tokens of ``text + follower`` for
+    every follower: a prefill that ends on a token boundary the training targets also have."""
+    stable = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    for follower in followers:
+        ids = tokenizer(text + follower, add_special_tokens=False)["input_ids"]
         n = 0
         while n < min(len(stable), len(ids)) and stable[n] == ids[n]:
             n += 1
@@ -75,35 +89,71 @@ def think_prefill(tokenizer) -> str:
     return tokenizer.decode(stable)
 
 
+def think_prefill(tokenizer) -> str:
+    """The longest prefix of ``<think>`` whose tokens do not merge with the text that follows
+    the tag in a CoT target (``"<think"`` for the Qwen tokenizer)."""
+    return _stable_prefix(tokenizer, THINK_OPEN, ("Because", "the", "\n", " ", "1"))
+
+
+def direct_prefill(tokenizer) -> str:
+    """The longest prefix of the answer label (``Keyphrases:``) whose tokens do not merge with
+    what follows it in a direct target (``" " + keyphrase``): ``"Keyphrases:"`` for the Qwen
+    tokenizer."""
+    return _stable_prefix(tokenizer, ANSWER_LABEL, (" bike", " the", " 1", " #tag", " New York", " "))
+
+
+def prefill(tokenizer, mode: str | None) -> str:
+    """What ``mode`` prefills the assistant turn with: :func:`think_prefill`,
+    :func:`direct_prefill`, or nothing (``mode=None``)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    return {"think": think_prefill, "direct": direct_prefill}.get(mode, lambda _: "")(tokenizer)
+
+
 def think_opening_token(tokenizer) -> int:
-    """The first token of a CoT target (what ``mode="direct"`` forbids as the first token)."""
+    """The first token of a CoT target (the token whose probability is the model's choice to reason)."""
     return tokenizer(THINK_OPEN + "Because", add_special_tokens=False)["input_ids"][0]
 
 
-class _BanFirstToken:
-    """A logits processor that forbids some tokens at the first generated position only."""
+_TAG_TOKENS: dict[int, tuple[object, list[int]]] = {}
 
-    def __init__(self, token_ids: Sequence[int], prompt_length: int):
+
+def think_tag_tokens(tokenizer) -> list[int]:
+    """Every token that could begin or hold a ``<think>`` or ``</think>`` tag (case-insensitive):
+    its text contains ``<think`` or ``</think``, or ends with a non-empty prefix of one (``<``,
+    ``</``, ``<th``, ``.<``, ...). Whatever tokens spell a tag, the one holding its ``<`` is one of
+    these, so banning them all makes the tags impossible (at the price of any text ending in ``<``,
+    which keyphrases do not need). Computed once per tokenizer (about 2 s for Qwen's 151k tokens)."""
+    cached = _TAG_TOKENS.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    tags = (THINK_OPEN[:-1].lower(), THINK_CLOSE[:-1].lower())
+    prefixes = tuple({tag[:k] for tag in tags for k in range(1, len(tag) + 1)})
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    ids = [i for i, t in enumerate(texts) if t.lower().endswith(prefixes) or any(tag in t.lower() for tag in tags)]
+    _TAG_TOKENS[id(tokenizer)] = (tokenizer, ids)
+    return ids
+
+
+class _BanTokens:
+    """A logits processor that forbids some tokens at every generated position."""
+
+    def __init__(self, token_ids: Sequence[int]):
         self.token_ids = list(token_ids)
-        self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if input_ids.shape[1] == self.prompt_length:
-            scores[:, self.token_ids] = float("-inf")
+        scores[:, self.token_ids] = float("-inf")
         return scores
 
 
 def render_prompt(processor, example: Example, prompt: str | PromptTemplate = "direct", mode: str | None = None,
                   max_keyphrases: int = 5) -> str:
     """The chat text that generation continues: system + user turn + ``<|im_start|>assistant\\n``
-    (+ the think prefill in ``mode="think"``)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    + the mode's :func:`prefill` (``"<think"`` in ``mode="think"``, ``"Keyphrases:"`` in
+    ``mode="direct"``)."""
+    start = prefill(processor.tokenizer, mode)
     messages = build_messages(example, prompt, max_keyphrases=max_keyphrases)
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if mode == "think":
-        text += think_prefill(processor.tokenizer)
-    return text
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + start
 
 
 def _model_device(model) -> torch.device:
@@ -143,13 +193,19 @@ def precision_label(model) -> str:
 def count_generated(new_tokens: torch.Tensor, eos_ids: Iterable[int]) -> list[int]:
     """Per row of generated ids: tokens up to and including the first end token; all of them
     when there is none (the row stopped at the length limit)."""
+    return [n for n, _ in scan_generated(new_tokens, eos_ids)]
+
+
+def scan_generated(new_tokens: torch.Tensor, eos_ids: Iterable[int]) -> list[tuple[int, bool]]:
+    """Per row of generated ids: ``(count, hit_limit)``, the :func:`count_generated` count and
+    whether the row holds no end token at all (it stopped at the length limit)."""
     eos = torch.tensor(sorted(set(eos_ids)), device=new_tokens.device)
     is_end = torch.isin(new_tokens, eos)
-    counts = []
+    out = []
     for row in range(new_tokens.shape[0]):
         hits = is_end[row].nonzero()
-        counts.append(int(hits[0]) + 1 if len(hits) else int(new_tokens.shape[1]))
-    return counts
+        out.append((int(hits[0]) + 1, False) if len(hits) else (int(new_tokens.shape[1]), True))
+    return out
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -174,7 +230,8 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
     - ``prompt``: a template name (``direct``, ``think``, ``text_only``, ``image_only``) or a
       :class:`~mmkp_helpers.prompts.PromptTemplate`; ``prompt_keyphrases`` is the number the
       prompt asks for, ``max_keyphrases`` the parser's cap.
-    - ``mode``: ``None``, ``"direct"`` or ``"think"`` (see the module docstring).
+    - ``mode``: ``None``, ``"direct"`` or ``"think"`` (see the module docstring); the prefill is
+      part of ``raw``, not of ``n_tokens``.
     - Greedy unless ``do_sample=True``; ``min_new_tokens`` (benchmarks) forces equal lengths.
     - Images come from ``Example.image`` (RGB); an example without one gets no image content.
     Prompts are never truncated (cutting one could cut image tokens)."""
@@ -182,10 +239,8 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
     from transformers import LogitsProcessorList
 
     template = get_template(prompt)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
     tokenizer = processor.tokenizer
-    prefill = think_prefill(tokenizer) if mode == "think" else ""
+    start_text = prefill(tokenizer, mode)
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     device = _model_device(model)
@@ -209,22 +264,20 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
                 kwargs["temperature"] = temperature
             if min_new_tokens:
                 kwargs["min_new_tokens"] = min_new_tokens
-            if mode == "direct":
-                kwargs["logits_processor"] = LogitsProcessorList(
-                    [_BanFirstToken([think_opening_token(tokenizer)], prompt_len)])
+            if mode == "direct":  # no <think> or </think> anywhere in a direct answer
+                kwargs["logits_processor"] = LogitsProcessorList([_BanTokens(think_tag_tokens(tokenizer))])
             kwargs.update(generate_kwargs)
             tic = time.perf_counter()
             with torch.no_grad(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
                 sequences = model.generate(**enc, **kwargs)
             seconds = (time.perf_counter() - tic) / len(batch)
             new_tokens = sequences[:, prompt_len:]
-            counts = count_generated(new_tokens, eos_ids)
-            for ex, row, n in zip(batch, new_tokens, counts):
-                raw = prefill + tokenizer.decode(row[:n], skip_special_tokens=True)
+            for ex, row, (n, hit_limit) in zip(batch, new_tokens, scan_generated(new_tokens, eos_ids)):
+                raw = start_text + tokenizer.decode(row[:n], skip_special_tokens=True)
                 parsed = parse_generation(raw, max_keyphrases=max_keyphrases)
                 out.append(Generation(id=ex.id, raw=raw, keyphrases=parsed.keyphrases, reasoning=parsed.reasoning,
                                       parse_ok=parsed.parse_ok, n_tokens=n, seconds=seconds,
-                                      prompt=template.name, mode=mode))
+                                      prompt=template.name, mode=mode, hit_limit=hit_limit))
             bar.update(len(batch))
         bar.close()
     finally:
@@ -249,19 +302,21 @@ def write_cmkp_predictions(path: str | os.PathLike, generations: Sequence[Genera
 
 def write_generations_jsonl(path: str | os.PathLike, generations: Sequence[Generation]) -> Path:
     """One JSON object a line: ``id``, ``prediction`` (the keyphrase list), ``raw``,
-    ``n_tokens``, ``seconds``, and ``reasoning``, ``parse_ok``, ``prompt``, ``mode``."""
+    ``n_tokens``, ``seconds``, and ``reasoning``, ``parse_ok``, ``prompt``, ``mode``, ``hit_limit``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for g in generations:
             f.write(json.dumps({"id": g.id, "prediction": g.keyphrases, "raw": g.raw, "n_tokens": g.n_tokens,
                                 "seconds": g.seconds, "reasoning": g.reasoning, "parse_ok": g.parse_ok,
-                                "prompt": g.prompt, "mode": g.mode}, ensure_ascii=False) + "\n")
+                                "prompt": g.prompt, "mode": g.mode, "hit_limit": g.hit_limit},
+                               ensure_ascii=False) + "\n")
     return path
 
 
 def read_generations_jsonl(path: str | os.PathLike) -> list[Generation]:
-    """Read back what :func:`write_generations_jsonl` wrote."""
+    """Read back what :func:`write_generations_jsonl` wrote (``hit_limit`` None in files written
+    before it was recorded)."""
     out = []
     with Path(path).open(encoding="utf-8") as f:
         for line in f:
@@ -269,7 +324,8 @@ def read_generations_jsonl(path: str | os.PathLike) -> list[Generation]:
                 d = json.loads(line)
                 out.append(Generation(id=d["id"], raw=d["raw"], keyphrases=d["prediction"], reasoning=d.get("reasoning"),
                                       parse_ok=d.get("parse_ok", bool(d["prediction"])), n_tokens=d["n_tokens"],
-                                      seconds=d["seconds"], prompt=d.get("prompt", "direct"), mode=d.get("mode")))
+                                      seconds=d["seconds"], prompt=d.get("prompt", "direct"), mode=d.get("mode"),
+                                      hit_limit=d.get("hit_limit")))
     return out
 
 
@@ -297,27 +353,30 @@ def opened_think(g: Generation) -> bool:
     """Whether a generation reasons: it starts with ``<think>`` (prefilled or chosen at its first
     token, where a model trained on both forms makes the choice); a tag written later, inside an
     answer, does not count."""
-    return g.raw.lstrip().lower().startswith(THINK_OPEN[:-1])
+    return opens_think(g.raw)
 
 
 def cut_in_think(g: Generation) -> bool:
-    """Whether a generation reasons and never closes ``</think>``: cut off by the token budget
-    while reasoning. It is still scored as what it parsed (usually nothing)."""
-    return opened_think(g) and THINK_CLOSE not in g.raw.lower()
+    """Whether a generation reasons and ran out of tokens (``hit_limit``): cut off by the budget
+    while reasoning (or while answering after it), and nothing else; a rationale that stopped on
+    its own without ``</think>`` is ``unclosed`` (:mod:`mmkp_helpers.rationale`), not cut off."""
+    return opened_think(g) and g.hit_limit is True
 
 
 def generation_stats(generations: Sequence[Generation]) -> dict:
     """Counts and costs of a set of generations: ``n``, ``parse_failed`` (unreadable outputs),
-    ``with_reasoning``, ``think_share`` (share that opened ``<think>``), ``cut_in_think``
-    (opened and never closed it: the budget ran out while reasoning), ``gen_tokens_mean``,
-    ``seconds_per_example``, ``keyphrases_mean``."""
+    ``with_reasoning``, ``think_share`` (share that opened ``<think>``), ``cut_off`` (hit the
+    token limit), ``cut_in_think`` (opened ``<think>`` and hit the limit), ``gen_tokens_mean``,
+    ``seconds_per_example``, ``keyphrases_mean``. Generations with an unknown ``hit_limit`` are
+    counted as not cut off. Rationale quality: :func:`mmkp_helpers.rationale.quality_stats`."""
     n = len(generations)
     if n == 0:
-        return {"n": 0, "parse_failed": 0, "with_reasoning": 0, "think_share": None, "cut_in_think": 0,
+        return {"n": 0, "parse_failed": 0, "with_reasoning": 0, "think_share": None, "cut_off": 0, "cut_in_think": 0,
                 "gen_tokens_mean": None, "seconds_per_example": None, "keyphrases_mean": None}
     return {"n": n, "parse_failed": sum(not g.parse_ok for g in generations),
             "with_reasoning": sum(g.reasoning is not None for g in generations),
             "think_share": sum(opened_think(g) for g in generations) / n,
+            "cut_off": sum(g.hit_limit is True for g in generations),
             "cut_in_think": sum(cut_in_think(g) for g in generations),
             "gen_tokens_mean": sum(g.n_tokens for g in generations) / n,
             "seconds_per_example": sum(g.seconds for g in generations) / n,

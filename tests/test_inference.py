@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from mmkp_helpers.data import Example
-from mmkp_helpers.inference import (Generation, count_generated, evaluate, generate, generation_stats,
-                                    read_generations_jsonl, render_prompt, think_opening_token, think_prefill,
-                                    write_cmkp_predictions, write_generations_jsonl)
+from mmkp_helpers.inference import (Generation, count_generated, cut_in_think, direct_prefill, evaluate, generate,
+                                    generation_stats, read_generations_jsonl, render_prompt, scan_generated,
+                                    think_opening_token, think_prefill, think_tag_tokens, write_cmkp_predictions,
+                                    write_generations_jsonl)
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +100,72 @@ def test_think_mode_prefills_the_tag(model_and_processor, examples):
     assert all(g.n_tokens <= 3 for g in gens)  # the prefill is not counted
 
 
-def test_direct_mode_bans_opening_a_think_block(model_and_processor, examples):
-    """Bias the model towards the token that opens <think>: unforced, it starts with it;
-    in direct mode it cannot."""
+def test_direct_mode_prefills_the_answer_label(model_and_processor, examples):
     model, processor = model_and_processor
-    opening = think_opening_token(processor.tokenizer)
-    bias = {(opening,): 1e4}
-    free = generate(model, processor, examples[:2], max_new_tokens=2, sequence_bias=bias, progress=False)
-    assert all(g.raw.startswith("<th") for g in free)
-    forced = generate(model, processor, examples[:2], max_new_tokens=2, mode="direct", sequence_bias=bias,
+    tok = processor.tokenizer
+    assert direct_prefill(tok) == "Keyphrases:"
+    # the prefill's tokens are exactly the first tokens of a direct target
+    from mmkp_helpers.prompts import direct_target
+
+    for kps in (["bike"], ["the trip", "1 day"], ["#tag"], []):
+        target_ids = tok(direct_target(kps), add_special_tokens=False)["input_ids"]
+        prefill_ids = tok(direct_prefill(tok), add_special_tokens=False)["input_ids"]
+        assert target_ids[:len(prefill_ids)] == prefill_ids
+    assert render_prompt(processor, examples[0], mode="direct").endswith("<|im_start|>assistant\nKeyphrases:")
+
+
+def test_think_tag_tokens_cover_every_spelling_of_a_tag(model_and_processor):
+    tok = model_and_processor[1].tokenizer
+    banned = set(think_tag_tokens(tok))
+    assert think_opening_token(tok) in banned
+    for text in ("<think>Because", "x<think>", "a <think>", ".<think>", "</think>", " </think>\n", "<THINK>"):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert banned & set(ids), text
+    keyphrase_ids = tok("Keyphrases: bike; new york; the think tank; 1 <3 u", add_special_tokens=False)["input_ids"]
+    assert [tok.decode([i]) for i in keyphrase_ids if i in banned] == [" <"]  # only text ending in "<" is lost
+    assert think_tag_tokens(tok) is think_tag_tokens(tok)  # computed once per tokenizer
+
+
+def test_each_mode_has_the_form_it_promises(model_and_processor, examples):
+    """Forced direct: starts with the answer label, never a <think> (even for a model pushed
+    towards it at every step); forced think: starts with <think. Free: the model decides."""
+    model, processor = model_and_processor
+    tok = processor.tokenizer
+    push = {(think_opening_token(tok),): 1e4, (tok.convert_tokens_to_ids("<"),): 5e3}
+    free = generate(model, processor, examples[:3], max_new_tokens=4, sequence_bias=push, progress=False)
+    assert all(g.raw.startswith("<th") for g in free)  # the push works when nothing forbids it
+    direct = generate(model, processor, examples[:3], max_new_tokens=6, mode="direct", sequence_bias=push,
                       progress=False)
-    assert not any(g.raw.startswith("<th") for g in forced)
-    # only the first position is constrained: the biased token follows at the second
-    assert all("<th" in g.raw for g in forced)
+    for g in direct:
+        assert g.raw.startswith("Keyphrases:") and g.mode == "direct"
+        assert "<think" not in g.raw.lower() and "</think" not in g.raw.lower()
+        assert g.n_tokens <= 6  # the prefill is not counted
+    plain = generate(model, processor, examples[:3], max_new_tokens=6, mode="direct", progress=False)
+    assert all(g.raw.startswith("Keyphrases:") and "<think" not in g.raw.lower() for g in plain)
+    think = generate(model, processor, examples[:3], max_new_tokens=6, mode="think", progress=False)
+    assert all(g.raw.startswith("<think") and g.mode == "think" for g in think)
+
+
+def test_hit_limit_is_true_exactly_when_no_end_token_was_generated(model_and_processor, examples):
+    model, processor = model_and_processor
+    end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ended = generate(model, processor, examples[:3], max_new_tokens=4, sequence_bias={(end,): 1e4}, progress=False)
+    assert all(g.hit_limit is False and g.n_tokens == 1 for g in ended)
+    running = generate(model, processor, examples[:3], max_new_tokens=4, min_new_tokens=4, progress=False)
+    assert all(g.hit_limit is True and g.n_tokens == 4 for g in running)  # the end token was suppressed
+    stats = generation_stats(running + ended)
+    assert stats["cut_off"] == 3 and stats["cut_in_think"] == 0
+
+
+def test_scan_generated_property():
+    """Over random rows: hit_limit == no end token in the row; the count stops at the first one."""
+    gen = torch.Generator().manual_seed(0)
+    eos = [7, 9]
+    new = torch.randint(0, 12, (200, 6), generator=gen)
+    for row, (n, hit) in zip(new.tolist(), scan_generated(new, eos)):
+        assert hit == (not any(t in eos for t in row))
+        assert n == (len(row) if hit else next(i for i, t in enumerate(row) if t in eos) + 1)
+    assert [n for n, _ in scan_generated(new, eos)] == count_generated(new, eos)
 
 
 def test_unknown_mode_is_refused(model_and_processor, examples):
@@ -143,6 +197,7 @@ def test_writers_round_trip(tmp_path):
     from mmkp_helpers.metrics import read_predictions
 
     gens = [_gen(0, ["sunset", "red sky"]), _gen(1, []), _gen(2, ["a;b", "c"], raw='x "quoted"\nline')]
+    gens[0].hit_limit, gens[1].hit_limit = True, False  # and None (unknown) for the third
     path = write_cmkp_predictions(tmp_path / "pred.txt", gens)
     assert path.read_text().splitlines() == ["sunset;red sky", "", "a b;c"]
     assert read_predictions(path, expected_lines=3) == [["sunset", "red sky"], [], ["a b", "c"]]
@@ -174,9 +229,33 @@ def test_generation_stats():
     gens = [_gen(0, ["a"], n=4), _gen(1, [], n=10)]
     gens[1].reasoning = "because"
     gens[1].raw = "<think>because the bike is"  # cut off by the budget while reasoning
+    gens[1].hit_limit = True
     stats = generation_stats(gens)
-    assert stats == {"n": 2, "parse_failed": 1, "with_reasoning": 1, "think_share": 0.5, "cut_in_think": 1,
-                     "gen_tokens_mean": 7.0, "seconds_per_example": 0.5, "keyphrases_mean": 0.5}
-    gens[1].raw = "<think>because</think>\nKeyphrases: bike"
+    assert stats == {"n": 2, "parse_failed": 1, "with_reasoning": 1, "think_share": 0.5, "cut_off": 1,
+                     "cut_in_think": 1, "gen_tokens_mean": 7.0, "seconds_per_example": 0.5, "keyphrases_mean": 0.5}
+    gens[1].hit_limit = False  # the same text, stopped on its own: unclosed, not cut off
+    assert generation_stats(gens)["cut_in_think"] == 0 and generation_stats(gens)["cut_off"] == 0
+    assert not cut_in_think(gens[1])
+    gens[1].raw, gens[1].hit_limit = "<think>because</think>\nKeyphrases: bike", True
+    assert generation_stats(gens)["cut_in_think"] == 1  # the budget ran out after the answer began
+    gens[0].hit_limit = True  # a direct output that hit the limit: cut off, not in <think>
+    assert generation_stats(gens)["cut_off"] == 2 and generation_stats(gens)["cut_in_think"] == 1
+    gens[1].hit_limit = None  # unknown (an old file): not counted
     assert generation_stats(gens)["cut_in_think"] == 0 and generation_stats(gens)["think_share"] == 0.5
     assert generation_stats([])["gen_tokens_mean"] is None
+
+
+def test_record_carries_rationale_quality():
+    from mmkp_helpers import experiment
+
+    examples = [Example("g0", "a bike trip", ["bike"]), Example("g1", "a bike trip", ["trip"])]
+    gens = [_gen(0, ["bike"], raw="<think>the text names a bike: bike.</think>\nKeyphrases: bike"),
+            _gen(1, ["trip"], raw="Keyphrases: trip")]
+    gens[0].hit_limit = gens[1].hit_limit = False
+    rec = experiment.record("04", "fine_tune_cot", "v", "synthetic", "clean", gens, evaluate(gens, examples))
+    assert rec["well_formed_share"] == 1.0 and rec["think_share"] == 0.5
+    assert rec["rationale_quality"]["n_cot"] == 1 and rec["rationale_quality"]["well_formed"] == 1
+    assert "examples" not in rec["rationale_quality"]
+    assert rec["cut_off"] == 0 and rec["cut_in_think"] == 0
+    direct = experiment.record("04", "sft", "v", "synthetic", "clean", gens[1:], evaluate(gens[1:], examples[1:]))
+    assert direct["well_formed_share"] is None and direct["rationale_quality"]["n_cot"] == 0
