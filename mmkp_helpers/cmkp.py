@@ -256,12 +256,32 @@ def _lines(data: bytes) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+#: The field separator of a CMKP ``*_src.txt`` line.
+SEP = "<sep>"
+
+
+def split_src_line(line: str) -> tuple[str, list[str], str]:
+    """(text, keyphrases, image URL) of one ``text<sep>kp1;kp2<sep>image_url`` line; a
+    ``ValueError`` for a wrong number of fields, an empty keyphrase list or an empty keyphrase
+    inside it (``a;;b``). :func:`mmkp_helpers.data.parse_src_line` makes an ``Example`` of it."""
+    fields = line.split(SEP)
+    if len(fields) != 3:
+        raise ValueError(f"expected 3 fields separated by '{SEP}' (text{SEP}kp1;kp2{SEP}image_url), "
+                         f"found {len(fields)}")
+    text, kp_field, url = (f.strip() for f in fields)
+    if not kp_field:
+        raise ValueError("empty keyphrase list (the second field must hold kp1;kp2;...)")
+    keyphrases = [kp.strip() for kp in kp_field.split(";")]
+    for position, kp in enumerate(keyphrases, 1):
+        if not kp:
+            raise ValueError(f"empty keyphrase at position {position} of {kp_field!r}")
+    return text, keyphrases, url
+
+
 def check_train_format(contents: dict[str, bytes], expected_posts: int = TRAIN_POSTS) -> list[str]:
     """Problems with the training files' bytes (``{relative path: bytes}``), empty when they
     look like CMKP's: ``expected_posts`` lines each, every ``train_src.txt`` line
     ``text<sep>kp1;kp2<sep>http...`` with a non-empty keyphrase list."""
-    from .data import DataError, parse_src_line
-
     problems = []
     for rel, data in contents.items():
         try:
@@ -276,9 +296,9 @@ def check_train_format(contents: dict[str, bytes], expected_posts: int = TRAIN_P
         bad = []
         for number, line in enumerate(lines, 1):
             try:
-                url = parse_src_line(line, rel, number, "train").meta.get("image_url", "")
-            except DataError as err:
-                bad.append(str(err))
+                url = split_src_line(line)[2]
+            except ValueError as err:
+                bad.append(f"{rel}:{number}: {err}")  # the form of data.DataError's messages
                 continue
             if not url.startswith("http"):
                 bad.append(f"{rel}:{number}: third field {url!r} is not an image URL")

@@ -35,9 +35,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-# Re-exported from :mod:`mmkp_helpers.cmkp` (which imports this module only inside functions).
-from .cmkp import (CMKP_ENV, CMKP_FILES, CMKP_URL_BASE, FetchError, cmkp_dir, cmkp_sources,  # noqa: F401
-                   dataset_label, decode_cmkp_vocab, fetch_cmkp_train, inputs_label, sha256_file, verify_cmkp)
+# Re-exported from :mod:`mmkp_helpers.cmkp`, which never imports this module (one direction:
+# data -> cmkp; the CMKP line format is cmkp.split_src_line, made an Example here).
+from .cmkp import (CMKP_ENV, CMKP_FILES, CMKP_URL_BASE, SEP, FetchError, cmkp_dir, cmkp_sources,  # noqa: F401
+                   dataset_label, decode_cmkp_vocab, fetch_cmkp_train, inputs_label, sha256_file, split_src_line,
+                   verify_cmkp)
 
 
 @dataclass
@@ -135,9 +137,6 @@ def _check_aligned(path: Path, lines: list[str], n: int, src: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # The CMKP layout
 # --------------------------------------------------------------------------------------------
-SEP = "<sep>"
-
-
 def image_name(url: str) -> str:
     """The image file name CMKP uses for a post: the basename of the URL's path."""
     return Path(urllib.parse.urlparse(url.strip()).path).name
@@ -149,17 +148,10 @@ def parse_src_line(line: str, path: str | os.PathLike = "<string>", number: int 
 
     Refused with :class:`DataError`: a wrong number of ``<sep>`` fields, an empty keyphrase list,
     and an empty keyphrase inside the list (``a;;b``)."""
-    fields = line.split(SEP)
-    if len(fields) != 3:
-        raise DataError(path, number, f"expected 3 fields separated by '{SEP}' (text{SEP}kp1;kp2{SEP}image_url), "
-                                      f"found {len(fields)}")
-    text, kp_field, url = (f.strip() for f in fields)
-    if not kp_field:
-        raise DataError(path, number, "empty keyphrase list (the second field must hold kp1;kp2;...)")
-    keyphrases = [kp.strip() for kp in kp_field.split(";")]
-    for position, kp in enumerate(keyphrases, 1):
-        if not kp:
-            raise DataError(path, number, f"empty keyphrase at position {position} of {kp_field!r}")
+    try:
+        text, keyphrases, url = split_src_line(line)
+    except ValueError as err:
+        raise DataError(path, number, str(err)) from None
     meta = {"image_url": url} if url else {}
     return Example(id=f"{split}-{number}", text=text, keyphrases=keyphrases, source=f"{path}:{number}", meta=meta)
 

@@ -85,6 +85,10 @@ def default_answer(body: dict, example_id: str | None) -> str:
 class ChatServer:
     """See the module docstring."""
 
+    #: The request handler class (a subclass of ``_Handler``; None: ``_Handler``), for servers
+    #: that add routes (tests/batch_server.py).
+    handler_base = None
+
     def __init__(self, faults=None, id_faults=None, delay: float = 0.0, stall_seconds: float = 2.0,
                  retry_after_ms: int = 20, answers: dict | None = None, answer_fn=None):
         self.faults = list(faults or [])
@@ -146,7 +150,7 @@ class ChatServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def start(self) -> "ChatServer":
-        handler = type("Handler", (_Handler,), {"chat": self})
+        handler = type("Handler", (self.handler_base or _Handler,), {"chat": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self.closing.clear()

@@ -15,7 +15,7 @@ Each works in *rationalize* mode (shown the gold keyphrases, it explains them) o
 :func:`estimate_run` prices a run before it is made (output lengths measured on the cache, e.g.
 after a :func:`pilot_run`, else ``max_tokens`` as the upper bound; it says which);
 :func:`run_teacher` makes it with live calls, a crash-safe cache, bounded concurrency, a budget
-guard and the filtering; :func:`~mmkp_helpers.teacher.batch.run_batch` makes it through the
+guard and the filtering; :func:`run_batch` makes it through the
 OpenAI Batch API at half price into the same cache (also ``python -m mmkp_helpers.teacher``)::
 
     teacher = make_teacher("openai", model="gpt-4o-mini")
@@ -29,6 +29,7 @@ from __future__ import annotations
 from .base import MODES, PROMPT_VERSION, TeacherAnswer
 from .offline import OracleTeacher, TemplateTeacher, check_oracle_rationale
 from .openai_teacher import MissingAPIKeyError, OpenAITeacher
+from .batch import batch_status, run_batch
 from .cache import load_cache
 from .estimate import BATCH_DISCOUNT, estimate_run
 from .run import TeacherBudgetError, TeacherRun, keyphrase_f1, leaks_gold, pilot_run, run_teacher
@@ -48,4 +49,4 @@ def make_teacher(kind: str, **settings):
 
 __all__ = ["TeacherAnswer", "OpenAITeacher", "OracleTeacher", "TemplateTeacher", "make_teacher", "estimate_run",
            "run_teacher", "TeacherRun", "TeacherBudgetError", "check_oracle_rationale", "MissingAPIKeyError",
-           "keyphrase_f1", "leaks_gold", "load_cache", "pilot_run", "BATCH_DISCOUNT", "MODES", "PROMPT_VERSION", "TEACHERS"]
+           "keyphrase_f1", "leaks_gold", "load_cache", "pilot_run", "BATCH_DISCOUNT", "run_batch", "batch_status", "MODES", "PROMPT_VERSION", "TEACHERS"]

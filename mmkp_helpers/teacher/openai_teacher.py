@@ -109,14 +109,22 @@ class OpenAITeacher(Teacher):
                                              max_retries=self.max_retries)
             return self._client
 
-    def _answer_text(self, example: Example) -> tuple[str | None, int, int]:
-        request = {"model": self.model, "messages": self.messages(example), "temperature": self.temperature,
-                   "extra_headers": {EXAMPLE_ID_HEADER: urllib.parse.quote(str(example.id), safe="")}}
+    def request_body(self, example: Example) -> dict:
+        """The chat-completions request body for ``example`` (model, messages, temperature, the
+        token limit): what a live call sends and what a Batch API line carries."""
+        body = {"model": self.model, "messages": self.messages(example), "temperature": self.temperature}
         if self.max_tokens is not None:
-            if self.max_tokens_param == "max_tokens":
-                request["max_tokens"] = self.max_tokens
-            else:
-                request["extra_body"] = {self.max_tokens_param: self.max_tokens}
+            body[self.max_tokens_param] = self.max_tokens
+        return body
+
+    def _answer_text(self, example: Example) -> tuple[str | None, int, int]:
+        body = self.request_body(example)
+        request = {k: body.pop(k) for k in ("model", "messages", "temperature")}
+        if "max_tokens" in body:
+            request["max_tokens"] = body.pop("max_tokens")
+        if body:
+            request["extra_body"] = body  # e.g. max_completion_tokens for reasoning models
+        request["extra_headers"] = {EXAMPLE_ID_HEADER: urllib.parse.quote(str(example.id), safe="")}
         response = self.client().chat.completions.create(**request)
         if not getattr(response, "choices", None):
             raise ValueError(f"the endpoint answered without choices: {type(response).__name__}")

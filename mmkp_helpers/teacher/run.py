@@ -50,10 +50,10 @@ class TeacherRun:
     - ``answers``: every answer (from the cache and new), by id;
     - ``rationales``: the kept rationales, by id (``collate.make_records(examples, rationales=...)``);
     - ``failed``: id -> "ErrorType: message" for the examples that failed in this run;
-    - ``verdicts``: id -> "kept" | "filtered" | "no_answer" | "failed"; ``f1``: id -> F1 of the
-      answer's keyphrases against the gold;
+    - ``verdicts``: id -> "kept" | "filtered" | "no_answer" | "failed" | "pending" (in a batch
+      still open); ``f1``: id -> F1 of the answer's keyphrases against the gold;
     - ``stats``: the counts (``examples = cache_hits + requests_sent``, ``requests_sent =
-      answered + failures``, ``kept + filtered + no_answer = cache_hits + answered``; ``leaked``
+      answered + failures + pending``, ``kept + filtered + no_answer = cache_hits + answered``; ``leaked``
       counts kept rationales), tokens and cost of this run's requests (``input_tokens``,
       ``output_tokens``, ``cost_usd``) and of every answer, cached ones included (``all_*``).
     """
@@ -78,7 +78,8 @@ class TeacherRun:
         cost = "n/a (no prices)" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
         all_cost = "n/a" if s["all_cost_usd"] is None else f"${s['all_cost_usd']:.4f}"
         return (f"teacher {s['cache_key']}: {s['examples']} examples, {s['cache_hits']} from the cache, "
-                f"{s['requests_sent']} sent ({s['answered']} answered, {s['failures']} failed); "
+                f"{s['requests_sent']} sent ({s['answered']} answered, {s['failures']} failed"
+                f"{', %d pending in open batches' % s['pending'] if s.get('pending') else ''}); "
                 f"kept {s['kept']}, filtered {s['filtered']}, no answer {s['no_answer']}, leaked {s['leaked']}; "
                 f"this run {s['input_tokens']} input + {s['output_tokens']} output tokens, cost {cost} "
                 f"(all answers {all_cost}); {s['seconds']:.1f} s; cache {s['cache_path']}")
@@ -127,6 +128,7 @@ def check_budget(teacher, missing: Sequence[Example], cache_dir, prices, max_cos
         raise ValueError("max_cost needs prices=(usd per million input tokens, usd per million output tokens)")
     estimate = estimate_run(teacher, missing, prices=prices, cache_dir=cache_dir)
     cost = estimate["cost_usd"] * discount
+    estimate["guarded_cost_usd"] = cost
     if cost > max_cost:
         raise TeacherBudgetError(
             f"estimated cost ${cost:.4f} for {len(missing)} requests ({estimate['input_tokens']} "
@@ -148,15 +150,18 @@ def answers_cost(answers: Sequence[TeacherAnswer], prices, kind: str) -> float |
 
 def finish_run(teacher, examples: list[Example], answers: dict[str, TeacherAnswer], failed: dict[str, str],
                new_ids: list[str], n_missing: int, prices, min_f1: float, started: float, cache_path: Path,
-               failures_path: Path, estimate: dict | None = None, **extra_stats) -> TeacherRun:
-    """Filter the answers (Fine-tune-CoT) and count what the run did: the end every run shares."""
+               failures_path: Path, estimate: dict | None = None, pending: set[str] | None = None,
+               **extra_stats) -> TeacherRun:
+    """Filter the answers (Fine-tune-CoT) and count what the run did: the end every run shares.
+    ``pending``: ids sent but not answered yet (batches still open)."""
+    pending = set(pending or ())
     rationales: dict[str, str] = {}
     verdicts: dict[str, str] = {}
     f1s: dict[str, float] = {}
     counts = {"kept": 0, "filtered": 0, "no_answer": 0, "leaked": 0}
     for ex in examples:
         if ex.id not in answers:
-            verdicts[ex.id] = "failed"
+            verdicts[ex.id] = "pending" if ex.id in pending else "failed"
             continue
         verdict, f1, leaked = judge(answers[ex.id], ex, teacher.mode, min_f1)
         verdicts[ex.id], f1s[ex.id] = verdict, f1
@@ -174,12 +179,12 @@ def finish_run(teacher, examples: list[Example], answers: dict[str, TeacherAnswe
     stats = {
         "teacher": repr(teacher), "cache_key": teacher.cache_key(), "mode": teacher.mode, "examples": len(examples),
         "cache_hits": len(examples) - n_missing, "requests_sent": n_missing, "answered": len(new_ids),
-        "failures": len(failed), **counts, "min_f1": min_f1 if teacher.mode == "predict" else None,
+        "failures": len(failed), "pending": len(pending), **counts, "min_f1": min_f1 if teacher.mode == "predict" else None,
         "input_tokens": new_in, "output_tokens": new_out, "priced_as": kind,
         "cost_usd": answers_cost([answers[i] for i in new_ids], prices, kind),
         "all_input_tokens": all_in, "all_output_tokens": all_out,
         "all_cost_usd": answers_cost(list(answers.values()), prices, kind),
-        "estimated_cost_usd": None if estimate is None else estimate["cost_usd"],
+        "estimated_cost_usd": None if estimate is None else estimate.get("guarded_cost_usd", estimate["cost_usd"]),
         "teacher_seconds": round(sum(answers[i].seconds for i in new_ids), 3),
         "seconds": round(time.perf_counter() - started, 3), **extra_stats,
         "cache_path": str(cache_path), "failures_path": str(failures_path),
