@@ -16,12 +16,16 @@
   (the authors' split: train = train_src, valid = valid_src, test = test_src), else
   ``"cmkp-public-resplit"`` (only the public valid+test posts, which the project resplits).
 - :func:`inputs_label` says what a model sees of a list of examples (image, or wordings + OCR).
+- **Printed paths**: :func:`display_path`, :func:`display_text` and :func:`paths_as_variable`
+  write the folder ``MMKP_CMKP_DIR`` names as ``$MMKP_CMKP_DIR`` when it lies outside the
+  project (a machine's own paths stay out of executed notebooks, which ``nbcheck`` scans).
 
 ``MMKP_CMKP_URL`` replaces the upstream base URL (tests point it at a local server).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import io
@@ -33,7 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .paths import cache_dir
+from .paths import cache_dir, project_root, relative
 
 CMKP_URL_BASE = "https://raw.githubusercontent.com/yuewang-cuhk/CMKP/master/"
 CMKP_ENV = "MMKP_CMKP_DIR"
@@ -216,6 +220,73 @@ def cmkp_dir(download: bool = True) -> Path:
             state = "is missing" if problem == "missing" else "has a wrong checksum"
             raise FetchError(f"{folder / rel} {state} and could not be fetched: {err}") from None
     return folder
+
+
+# --------------------------------------------------------------------------------------------
+# Paths as printed
+# --------------------------------------------------------------------------------------------
+def _outside_root() -> tuple[str, Path] | None:
+    """(the variable's value, its folder resolved) when MMKP_CMKP_DIR names a folder outside the project."""
+    env = os.environ.get(CMKP_ENV)
+    if not env:
+        return None
+    folder = Path(env).expanduser().resolve()
+    root = project_root().resolve()
+    if folder == root or root in folder.parents:
+        return None
+    return env, folder
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as printed for readers: ``$MMKP_CMKP_DIR/<rest>`` under the folder that variable
+    names when it lies outside the project (as it does for most users and for CI), else
+    :func:`mmkp_helpers.paths.relative` (relative to the project, ``../`` beside it)."""
+    outside = _outside_root()
+    if outside is not None:
+        resolved = Path(path).expanduser().resolve()
+        if resolved == outside[1] or outside[1] in resolved.parents:
+            rest = resolved.relative_to(outside[1]).as_posix()
+            return "$" + CMKP_ENV + ("" if rest == "." else "/" + rest)
+    return relative(path)
+
+
+def display_text(text: str) -> str:
+    """``text`` with the folder MMKP_CMKP_DIR names (as given and resolved) written
+    ``$MMKP_CMKP_DIR`` when it lies outside the project."""
+    outside = _outside_root()
+    if outside is None or not text:
+        return text
+    env, folder = outside
+    for form in sorted({str(folder), str(Path(env).expanduser()), env.rstrip("/")}, key=len, reverse=True):
+        if len(form) > 1 and os.path.isabs(form):
+            text = text.replace(form, "$" + CMKP_ENV)
+    return text
+
+
+class _Rewriting:
+    """A text stream that writes :func:`display_text` of everything to ``stream``."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(display_text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def paths_as_variable():
+    """Within it, what is printed (stdout and stderr) names the MMKP_CMKP_DIR folder
+    ``$MMKP_CMKP_DIR`` (see :func:`display_text`), e.g. around a loader or a command line that
+    prints the files it reads."""
+    with contextlib.redirect_stdout(_Rewriting(sys.stdout)), contextlib.redirect_stderr(_Rewriting(sys.stderr)):
+        yield
 
 
 # --------------------------------------------------------------------------------------------
