@@ -63,4 +63,5 @@ def test_01_prints_cmkp_paths_relative_to_the_variable(tiny_run):
     executed = out / "01_benchmark_overlap.ipynb"
     text = executed.read_text()
     assert "$MMKP_CMKP_DIR/tw_mm_s1/test_src.txt" in text and str(folder) not in text
-    assert not [p for p in nbcheck.problems(executed) if "absolute path" in p]
+    # (the test's results folder lies under /tmp, so the scanner sees those paths; none is CMKP's)
+    assert not [p for p in nbcheck.problems(executed) if "absolute path" in p and str(folder) in p]
