@@ -26,10 +26,14 @@ from typing import Iterable, Mapping
 import torch
 
 from .data import Example
-from .prompts import PromptTemplate, build_messages, cot_target, direct_target, get_template
+from .prompts import ANSWER_LABEL, PromptTemplate, build_messages, cot_target, direct_target, get_template
 
 IGNORE_INDEX = -100
 FORMS = ("direct", "cot")
+#: A form setting, not a form: each visit of the example trains one of the two forms, drawn by
+#: :meth:`TargetForms.resolve` (a seeded hash of the example and its visit number).
+BOTH = "both"
+SETTINGS = FORMS + (BOTH,)
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
 
@@ -80,18 +84,25 @@ def make_records(examples: Iterable[Example], rationales: Mapping[str, str] | No
 
 
 class TargetForms:
-    """Which target form each example trains with: ``id -> "direct" | "cot"``, with a default.
+    """Which target form each example trains with: ``id -> "direct" | "cot" | "both"``, with a
+    default.
 
-    Shared by reference between the collator (reads at collate time) and whoever decides the
-    forms (a Dynamic CoT callback writes). ``version`` counts changes."""
+    ``"both"`` means each visit trains one form, drawn per visit (:meth:`resolve`): the visits of
+    an example alternate between the forms, starting with the one a seeded hash of the example's
+    id picks, so after any two visits an example has trained in both forms, and over the examples
+    each form comes first half of the time. Shared by reference between the collator (reads at
+    collate time) and whoever decides the forms (a Dynamic CoT callback writes). ``version``
+    counts changes; ``visits`` counts each example's visits in ``"both"``."""
 
-    def __init__(self, default: str = "direct", forms: Mapping[str, str] | None = None):
-        if default not in FORMS:
-            raise ValueError(f"unknown default form {default!r}; choose one of {FORMS}")
+    def __init__(self, default: str = "direct", forms: Mapping[str, str] | None = None, seed: int = 0):
+        if default not in SETTINGS:
+            raise ValueError(f"unknown default form {default!r}; choose one of {SETTINGS}")
         self.default = default
+        self.seed = int(seed)
         self._forms: dict[str, str] = {}
         self._lock = threading.Lock()
         self.version = 0
+        self.visits: dict[str, int] = {}
         if forms:
             self.update(forms)
 
@@ -108,37 +119,53 @@ class TargetForms:
     def __setitem__(self, example_id: str, form: str) -> None:
         self.set(example_id, form)
 
+    def resolve(self, example_id: str) -> str:
+        """The form this visit of ``example_id`` trains in: its setting, or for ``"both"`` the
+        next form of its alternation (counted as a visit)."""
+        setting = self[example_id]
+        if setting != BOTH:
+            return setting
+        import hashlib
+
+        with self._lock:
+            k = self.visits.get(example_id, 0)
+            self.visits[example_id] = k + 1
+        first = hashlib.sha256(f"{self.seed}:{example_id}".encode()).digest()[0] % 2
+        return FORMS[(first + k) % 2]
+
     def update(self, forms: Mapping[str, str]) -> None:
-        bad = {f for f in forms.values() if f not in FORMS}
+        bad = {f for f in forms.values() if f not in SETTINGS}
         if bad:
-            raise ValueError(f"unknown target forms {sorted(bad)}; choose from {FORMS}")
+            raise ValueError(f"unknown target forms {sorted(bad)}; choose from {SETTINGS}")
         with self._lock:
             self._forms.update(forms)
             self.version += 1
 
     def set_default(self, form: str) -> None:
         """Change the form of every example that has no explicit form."""
-        if form not in FORMS:
-            raise ValueError(f"unknown form {form!r}; choose one of {FORMS}")
+        if form not in SETTINGS:
+            raise ValueError(f"unknown form {form!r}; choose one of {SETTINGS}")
         with self._lock:
             self.default = form
             self.version += 1
 
     def counts(self, ids: Iterable[str]) -> dict[str, int]:
-        """How many of ``ids`` are in each form."""
+        """How many of ``ids`` are in each form setting (``both`` only when some are)."""
         out = dict.fromkeys(FORMS, 0)
         for i in ids:
-            out[self[i]] += 1
+            out[self[i]] = out.get(self[i], 0) + 1
         return out
 
     def to_dict(self) -> dict:
         with self._lock:
-            return {"default": self.default, "forms": dict(self._forms), "version": self.version}
+            return {"default": self.default, "forms": dict(self._forms), "version": self.version,
+                    "seed": self.seed, "visits": dict(self.visits)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "TargetForms":
-        out = cls(data.get("default", "direct"), data.get("forms") or {})
+        out = cls(data.get("default", "direct"), data.get("forms") or {}, seed=data.get("seed", 0))
         out.version = int(data.get("version", out.version))
+        out.visits = {k: int(v) for k, v in (data.get("visits") or {}).items()}
         return out
 
     def load_state(self, data: Mapping) -> None:
@@ -146,6 +173,7 @@ class TargetForms:
         other = TargetForms.from_dict(data)
         with self._lock:
             self.default, self._forms, self.version = other.default, other._forms, other.version
+            self.seed, self.visits = other.seed, other.visits
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -171,9 +199,9 @@ class ChatCollator:
 
     Returned keys: ``input_ids``, ``attention_mask``, ``labels``, and when there are images
     ``pixel_values`` and ``image_grid_thw`` (plus whatever else the processor returns, e.g.
-    ``mm_token_type_ids``); and two non-tensor keys for attribution, ``example_ids`` and
-    ``forms`` (the form each row was trained in), which the trainer removes before the model
-    sees the batch.
+    ``mm_token_type_ids``); ``answer_mask`` (1 on the answer line, see :meth:`answer_mask`); and
+    two non-tensor keys for attribution, ``example_ids`` and ``forms`` (the form each row was
+    trained in). The trainer removes these three before the model sees the batch.
 
     Labels equal ``input_ids`` on the assistant answer and its ``<|im_end|>``; everything up to
     and including ``<|im_start|>assistant\\n``, the newline after ``<|im_end|>``, padding and
@@ -189,9 +217,16 @@ class ChatCollator:
     """
 
     def __init__(self, processor, prompt: str | PromptTemplate = "direct", forms: TargetForms | None = None,
-                 prompt_keyphrases: int = 5, max_length: int | None = None):
+                 prompt_keyphrases: int = 5, max_length: int | None = None, counterfactual_share: float = 0.0,
+                 counterfactual_pool: Iterable[str] = (), seed: int = 0):
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive or None, not {max_length}")
+        if not 0.0 <= counterfactual_share <= 1.0:
+            raise ValueError(f"counterfactual_share={counterfactual_share} must lie in [0, 1]")
+        self.counterfactual_share = float(counterfactual_share)
+        self.counterfactual_pool = sorted(set(counterfactual_pool))
+        self.seed = int(seed)
+        self.cot_visits: dict[str, int] = {}  # CoT visits per example (the counterfactual draw's counter)
         self.processor = processor
         self.template = get_template(prompt)
         self.forms = forms if forms is not None else TargetForms()
@@ -202,6 +237,7 @@ class ChatCollator:
         tok = processor.tokenizer
         self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
         self.header_ids = tok(ASSISTANT_HEADER, add_special_tokens=False)["input_ids"]
+        self.answer_ids = tok(ANSWER_LABEL, add_special_tokens=False)["input_ids"]
         self.vision_ids = [i for i in tok.convert_tokens_to_ids(list(VISION_TOKENS))
                            if i is not None and i != tok.unk_token_id]
 
@@ -261,12 +297,65 @@ class ChatCollator:
             labels[input_ids == vid] = IGNORE_INDEX
         return labels
 
+    def answer_mask(self, labels: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """1 on each row's answer line (from its last ``Keyphrases:`` label to the end of the
+        supervised span, ``<|im_end|>`` included), 0 elsewhere: in a CoT target, the tokens after
+        ``</think>``; in a direct one, the whole target."""
+        mask = torch.zeros_like(labels)
+        h = len(self.answer_ids)
+        label = torch.tensor(self.answer_ids, dtype=input_ids.dtype)
+        for row in range(labels.shape[0]):
+            supervised = (labels[row] != IGNORE_INDEX).nonzero().squeeze(1)
+            if len(supervised) == 0:
+                continue
+            ids = input_ids[row]
+            hits = (ids.unfold(0, h, 1) == label).all(dim=1).nonzero().squeeze(1) if ids.shape[0] >= h else []
+            hits = [int(i) for i in hits if int(i) >= int(supervised[0])]
+            start = hits[-1] if hits else int(supervised[0])
+            mask[row, start:int(supervised[-1]) + 1] = 1
+        return mask * (labels != IGNORE_INDEX)
+
     def _encode(self, texts: list[str], images: list) -> dict:
         return dict(self.processor(text=texts, images=images or None, padding=True, padding_side="right",
                                    return_tensors="pt"))
 
-    def __call__(self, records: list[TrainRecord]) -> dict:
-        forms = [r.used_form(self.forms[r.id]) for r in records]
+    def settings_for(self, records: list[TrainRecord], step: int | None = None) -> list[str]:
+        """The form each record of a batch trains in now: a form table with a batch-level plan
+        (``plan(ids, step)``, e.g. a control that replays another run's CoT exposure step by step)
+        decides for the batch; otherwise each record's own setting (``resolve``: ``both`` draws)."""
+        plan = getattr(self.forms, "plan", None)
+        if plan is not None:
+            return list(plan([r.id for r in records], step))
+        return [self.forms.resolve(r.id) for r in records]
+
+    def counterfactual(self, record: TrainRecord) -> TrainRecord | None:
+        """For a visit of ``record`` in the CoT form: with probability ``counterfactual_share``
+        (a seeded hash of the example and its CoT visit number) the record with a counterfactual
+        rationale (:func:`mmkp_helpers.rationale.counterfactual`: one conclusion replaced by another
+        keyphrase of ``counterfactual_pool``) and the answer that rationale concludes; else None.
+        Only that answer line trains on such a visit (the rationale is left out of the loss)."""
+        if not self.counterfactual_share or record.cot is None:
+            return None
+        import hashlib
+
+        from .rationale import counterfactual, split_cot
+
+        k = self.cot_visits.get(record.id, 0)
+        self.cot_visits[record.id] = k + 1
+        key = f"{self.seed}:{record.id}:{k}"
+        u = int.from_bytes(hashlib.sha256(f"cf:{key}".encode()).digest()[:8], "big") / 2.0 ** 64
+        if u >= self.counterfactual_share:
+            return None
+        made = counterfactual(split_cot(record.cot)[0], self.counterfactual_pool, key)
+        return None if made is None else replace(record, cot=cot_target(*made))
+
+    def __call__(self, records: list[TrainRecord], step: int | None = None) -> dict:
+        forms = [r.used_form(f) for r, f in zip(records, self.settings_for(records, step))]
+        if self.counterfactual_share and step is not None:  # training batches only
+            swapped = [self.counterfactual(r) if f == "cot" else None for r, f in zip(records, forms)]
+            records = [s or r for s, r in zip(swapped, records)]
+        else:
+            swapped = [None] * len(records)
         texts = [self.render(r, f) for r, f in zip(records, forms)]
         images = [load_image(r.example.image) for r in records if self.template.wants_image(r.example)]
         batch = self._encode(texts, images)
@@ -281,6 +370,10 @@ class ChatCollator:
                 lengths = batch["attention_mask"].sum(dim=1).tolist()
                 self.overlong_ids.update(records[i].id for i in cut if lengths[i] > self.max_length)
         batch["labels"] = self.mask_labels(batch["input_ids"], batch["attention_mask"])
+        batch["answer_mask"] = self.answer_mask(batch["labels"], batch["input_ids"])
+        for i, s in enumerate(swapped):
+            if s is not None:  # a counterfactual visit: only its answer line trains
+                batch["labels"][i][batch["answer_mask"][i] == 0] = IGNORE_INDEX
         batch["example_ids"] = [r.id for r in records]
-        batch["forms"] = forms
+        batch["forms"] = [f"{f}_cf" if s is not None else f for f, s in zip(forms, swapped)]
         return batch

@@ -1,4 +1,4 @@
-"""Dynamic CoT: which training examples get chain-of-thought targets, decided from the SFT loss as training goes.
+"""Dynamic CoT: which training examples get chain-of-thought targets, decided from the training losses as training goes.
 
 Ma et al. (EMNLP 2025) inject CoT data "adaptively during training", governed by a threshold gamma
 on the SFT loss, so that the trained model reasons only when it needs to. The exact rule is not
@@ -9,62 +9,77 @@ training computes anyway (the :class:`~mmkp_helpers.training.LossLedger`, filled
 pass itself; no extra pass) and writes each example's target form into the shared
 :class:`~mmkp_helpers.collate.TargetForms`, which the collator reads when it builds the next batch.
 
-Variants (every one starts with ``warmup_steps`` of direct targets for everybody, then decides
-every ``interval`` steps; an example without a kept rationale always stays direct):
+**The variant that decides whether reasoning helps** (``benefit``, the default). During a warm-up
+of ``warmup_epochs`` (at least 2) every example with a rationale trains in *both* forms, one per
+visit, alternating (``TargetForms`` setting ``"both"``), so each has met its answer line after a
+rationale and without one. The ledger keeps, per example, the loss of the answer tokens (after
+``</think>`` in the CoT form, the whole direct target otherwise) in each form over the warm-up
+(its last ``window_epochs`` epochs, at least one). At the end of the warm-up an example goes to
+CoT when its answer is learned better with the rationale than without: direct answer loss minus
+CoT answer loss above ``margin`` (nats per answer token); the others go to direct. The label then
+says whether reasoning pays *for the answer*, which is what a mode choice at inference needs, and
+a post's kind (what the input shows) predicts it. With ``permute=True`` the labels of that decision
+are shuffled among the examples that had both forms (the same number on CoT): the control that
+keeps everything but *which* examples reason.
 
-``per_example`` (the default; *hard-sample injection*)
-    An example whose recent direct-form loss (the mean of its ledger entries in the direct form
-    over the last ``window`` steps) is above ``gamma`` switches to its CoT target: the examples
-    the model still gets wrong are taught to reason. Assumes the paper's gamma is a per-sample
-    loss threshold, the reading closest to "the model reasons only when it needs to". With
-    ``switch_back=True`` an example on CoT returns to direct once its CoT-form loss (over the
-    whole rationale + answer) falls below ``gamma`` (its reasoning is learned); by default a
-    switched example stays on CoT.
+**The readings of "gamma on the SFT loss"** (decisions every ``interval`` steps after a warm-up of
+``warmup_epochs`` of direct targets; windows of ``window_epochs`` >= 1 epoch, so each example has a
+loss in the window; no decision after the last optimiser step):
+
+``per_example`` (*hard-sample injection*)
+    An example whose direct-form loss over the window is above ``gamma`` switches to its CoT target.
+    With ``switch_back=True`` an example on CoT returns to direct once its CoT-form loss falls below
+    ``gamma``.
 ``quantile``
-    The same rule with a dynamic gamma: the ``quantile``-quantile of the latest direct-form
-    losses of all examples at the moment of deciding, so a fixed share ``1 - quantile`` of the
-    hardest examples reasons whatever the loss scale (a reconstruction for settings where a fixed
-    gamma would need tuning per model).
+    The same rule with a dynamic gamma: the ``quantile``-quantile of the examples' direct losses at
+    the decision, so a fixed share of the hardest examples reasons whatever the loss scale.
 ``global``
-    A switch on the running mean SFT loss: once the mean direct-form loss over the last
-    ``window`` steps falls below ``gamma``, a seeded random share ``mix_share`` of the examples
-    moves to CoT targets (the reading "CoT data is injected once SFT has converged enough").
+    Once the mean direct loss over the window falls below ``gamma``, a seeded random share
+    ``mix_share`` of the examples moves to CoT.
 ``random``
-    The control: from the end of the warm-up, a seeded random share ``share`` of the examples
-    trains on CoT targets, by default the share the chosen dynamic variant ended with, so that a
-    comparison isolates *which* examples reason from *how many*.
+    From the end of the warm-up a seeded random share ``share`` of the examples trains on CoT.
 
-The policy logs at every decision: the step, gamma, the share of examples on CoT, how many
-switched each way, and per kind of example (``kind:<kind>`` = the examples that have a keyphrase
-of that kind, e.g. ``kind:tag`` the recurring accounts' posts) the share on CoT. Resuming a run
-continues with the forms it had: ``train_sft`` saves the forms beside each checkpoint, and the
-policy's own log and state go there too (:meth:`DynamicCoTPolicy.save` / ``load``).
+**Controls matched in exposure.** :class:`ReplayForms` is a form table for a separate run that
+replays another run's CoT exposure *step by step*: at each step it puts as many of the batch's
+examples in the CoT form as the reference run had CoT example-visits at that step (read from its
+ledger), chosen at random, so the two runs see the same number of CoT example-visits and differ
+only in which examples they were.
+
+Every decision is logged: the step, the threshold, the share of examples on CoT, how many
+switched each way, the share on CoT per kind of keyphrase (``kind:<kind>``) and per kind of post
+(``needs:<label>``), mean losses; :meth:`DynamicCoTPolicy.exposure` gives the CoT example-visits.
+``cot_share_final`` is the share of examples on CoT for the last stretch of training (no decision
+is taken at the last step, so it is the share that actually trained). Resuming a run continues with
+the forms it had (``train_sft`` saves them beside each checkpoint; the policy saves its own log).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from transformers import TrainerCallback
 
-from .collate import TargetForms, TrainRecord
+from .collate import BOTH, TargetForms, TrainRecord
 
-VARIANTS = ("per_example", "quantile", "global", "random")
+VARIANTS = ("benefit", "per_example", "quantile", "global", "random")
 POLICY_FILENAME = "dynamic_cot_policy.json"
 
 
 @dataclass
 class PolicySettings:
     """The knobs of :class:`DynamicCoTPolicy` (see the module docstring for what each variant reads)."""
-    variant: str = "per_example"
-    gamma: float = 1.0            # loss threshold (per_example, global; the start value logged for quantile)
-    warmup_steps: int = 100       # direct targets for everybody until this step
-    interval: int = 50            # steps between two decisions
-    window: int = 50              # steps of ledger history a decision looks at
+    variant: str = "benefit"
+    margin: float = 0.1           # benefit: CoT when direct answer loss - CoT answer loss > margin (nats/token)
+    permute: bool = False         # benefit: shuffle the decision's labels (the permuted control)
+    gamma: float = 1.0            # loss threshold (per_example, global; logged start value for quantile)
+    warmup_epochs: float = 2.0    # before the first decision (benefit: both forms; others: direct)
+    interval: int = 100           # steps between two decisions (not benefit: it decides once)
+    window_epochs: float = 1.0    # epochs of ledger history a decision looks at (at least 1)
     switch_back: bool = False     # per_example/quantile: CoT -> direct once the CoT loss < gamma
     quantile: float = 0.8         # quantile: gamma = this quantile of the current direct losses
     mix_share: float = 0.5        # global: share of examples moved to CoT once the mean loss < gamma
@@ -74,11 +89,19 @@ class PolicySettings:
     def check(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown Dynamic CoT variant {self.variant!r}; choose one of {VARIANTS}")
-        if self.interval < 1 or self.window < 1 or self.warmup_steps < 0:
-            raise ValueError("interval and window must be >= 1, warmup_steps >= 0")
+        if self.interval < 1:
+            raise ValueError("interval must be >= 1")
+        if self.window_epochs < 1.0:
+            raise ValueError(f"window_epochs={self.window_epochs}: a decision needs at least one epoch of losses, "
+                             "so that every example has one")
+        if self.warmup_epochs < (2.0 if self.variant == "benefit" else self.window_epochs):
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} is too short: benefit needs 2 epochs (a visit in "
+                             f"each form), the other variants a whole window ({self.window_epochs} epochs)")
         for name in ("quantile", "mix_share", "share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1]")
+        if self.permute and self.variant != "benefit":
+            raise ValueError("permute is the control of the benefit variant")
 
     @classmethod
     def from_dict(cls, values: dict) -> "PolicySettings":
@@ -98,13 +121,26 @@ class Decision:
     to_direct: int
     by_kind: dict[str, float] = field(default_factory=dict)
     mean_direct_loss: float | None = None
+    cot_visits: int = 0                      # CoT example-visits up to this decision
+    answer_losses: dict[str, dict] = field(default_factory=dict)  # benefit: per kind of post
     switched_to_cot: list[str] = field(default_factory=list)
     switched_to_direct: list[str] = field(default_factory=list)
 
 
-def example_kinds(record: TrainRecord) -> list[str]:
-    """The kinds of keyphrase an example has (``meta["kinds"]`` values), e.g. ``["present", "tag"]``."""
-    return sorted({str(k) for k in record.example.kinds.values()})
+def example_groups(record: TrainRecord) -> list[str]:
+    """The groups an example belongs to: ``kind:<kind>`` for each kind of keyphrase it has and
+    ``needs:<label>`` for its kind of post (when the example says)."""
+    groups = {f"kind:{k}" for k in record.example.kinds.values()}
+    needs = (record.example.meta or {}).get("needs") if isinstance(record.example.meta, dict) else None
+    if needs:
+        groups.add(f"needs:{needs}")
+    return sorted(groups)
+
+
+def steps_per_epoch(n_records: int, args) -> int:
+    """Optimizer steps per pass over ``n_records`` under ``TrainingArguments`` ``args``."""
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    return max(1, math.ceil(n_records / per_step))
 
 
 class DynamicCoTPolicy(TrainerCallback):
@@ -113,9 +149,11 @@ class DynamicCoTPolicy(TrainerCallback):
     ``records``: the training records (those without a CoT target always stay direct);
     ``forms``: the :class:`TargetForms` the collator reads (pass the same object to ``train_sft``);
     ``ledger``: the :class:`~mmkp_helpers.training.LossLedger` (pass the same object to ``train_sft``).
-    :meth:`decide` can be called directly (tests do, on a constructed ledger)."""
+    ``epoch_steps``: optimizer steps per epoch (set from the trainer's arguments when training
+    begins; give it to call :meth:`decide` by hand, as tests do)."""
 
-    def __init__(self, records: Sequence[TrainRecord], forms: TargetForms, ledger, settings: PolicySettings | dict | None = None):
+    def __init__(self, records: Sequence[TrainRecord], forms: TargetForms, ledger,
+                 settings: PolicySettings | dict | None = None, epoch_steps: int | None = None):
         settings = settings or PolicySettings()
         self.settings = PolicySettings.from_dict(settings) if isinstance(settings, dict) else settings
         self.settings.check()
@@ -123,18 +161,49 @@ class DynamicCoTPolicy(TrainerCallback):
         self.ledger = ledger
         self.ids = [r.id for r in records]
         self.eligible = {r.id for r in records if r.cot is not None}
-        self.kinds = {r.id: example_kinds(r) for r in records}
+        self.groups = {r.id: example_groups(r) for r in records}
         self.log: list[Decision] = []
         self.switched_once: set[str] = set()  # global/random: the one-time switch happened
-        for i in self.ids:
-            forms[i] = "direct"
+        self.epoch_steps = epoch_steps
+        self.max_steps: int | None = None
+        start = BOTH if self.settings.variant == "benefit" else "direct"
+        forms.update({i: start if i in self.eligible else "direct" for i in self.ids})
         forms.set_default("direct")
 
+    # ------------------------------------------------------------------ the schedule
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(self.settings.warmup_epochs * self._epoch()))
+
+    @property
+    def window_steps(self) -> int:
+        return int(round(self.settings.window_epochs * self._epoch()))
+
+    def _epoch(self) -> int:
+        if self.epoch_steps is None:
+            raise ValueError("epoch_steps is unknown: train with train_sft, or pass epoch_steps")
+        return self.epoch_steps
+
+    def is_decision_step(self, step: int) -> bool:
+        """A decision is taken at the end of the warm-up and (not benefit) every ``interval`` steps
+        after it, never at or after the last optimizer step (nothing would train on it)."""
+        if self.max_steps is not None and step >= self.max_steps:
+            return False
+        if step < self.warmup_steps:
+            return False
+        if self.settings.variant == "benefit":
+            return step == self.warmup_steps
+        return (step - self.warmup_steps) % self.settings.interval == 0
+
     # ------------------------------------------------------------------ the callback
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.epoch_steps = steps_per_epoch(len(self.ids), args)
+        self.max_steps = int(state.max_steps) if state.max_steps and state.max_steps > 0 else None
+        return control
+
     def on_step_end(self, args, state, control, **kwargs):
         step = int(state.global_step)
-        s = self.settings
-        if step >= s.warmup_steps and (step - s.warmup_steps) % s.interval == 0:
+        if self.is_decision_step(step):
             self.decide(step)
         return control
 
@@ -149,19 +218,45 @@ class DynamicCoTPolicy(TrainerCallback):
         if (Path(folder) / POLICY_FILENAME).exists():
             self.load(Path(folder) / POLICY_FILENAME)
 
-    # ------------------------------------------------------------------ the rule
-    def _recent(self, step: int, form: str) -> dict[str, float]:
-        """Each example's mean loss in ``form`` over the ledger records of the last ``window`` steps."""
+    # ------------------------------------------------------------------ the rules
+    def _recent(self, step: int, form: str, answer: bool = False) -> dict[str, float]:
+        """Each example's mean loss in ``form`` over the ledger records of the last window
+        (``answer``: the answer line's loss rather than the whole target's)."""
         sums: dict[str, list[float]] = {}
-        for s, example_id, f, loss in self.ledger.since(step - self.settings.window):
-            if f == form and s <= step:
-                sums.setdefault(example_id, []).append(loss)
+        for h in self.ledger.since(step - self.window_steps):
+            if h[2] == form and h[0] <= step:
+                sums.setdefault(h[1], []).append(h[4] if answer else h[3])
         return {i: sum(v) / len(v) for i, v in sums.items()}
 
     def _random_pick(self, share: float, salt: str) -> set[str]:
         pool = sorted(self.eligible)
         rng = random.Random(f"{self.settings.seed}-{salt}")
         return set(rng.sample(pool, int(round(share * len(pool))))) if pool else set()
+
+    def benefit_labels(self, step: int) -> tuple[dict[str, str], dict[str, dict]]:
+        """``(id -> form, answer losses by kind of post)`` of the benefit rule at ``step``
+        (permuted when ``permute``); examples without a loss in both forms go to direct."""
+        s = self.settings
+        direct, cot = self._recent(step, "direct", answer=True), self._recent(step, "cot", answer=True)
+        both = sorted(i for i in self.eligible if i in direct and i in cot)
+        labels = {i: ("cot" if direct[i] - cot[i] > s.margin else "direct") for i in both}
+        if s.permute:
+            shuffled = [labels[i] for i in both]
+            random.Random(f"{s.seed}-permute-{step}").shuffle(shuffled)
+            labels = dict(zip(both, shuffled))
+        forms = {i: labels.get(i, "direct") for i in self.ids}
+        summary: dict[str, dict] = {}
+        for i in both:
+            for g in (g for g in self.groups[i] if g.startswith("needs:")):
+                row = summary.setdefault(g, {"n": 0, "direct": 0.0, "cot": 0.0, "to_cot": 0})
+                row["n"] += 1
+                row["direct"] += direct[i]
+                row["cot"] += cot[i]
+                row["to_cot"] += labels[i] == "cot"
+        for row in summary.values():
+            row["direct"] = round(row["direct"] / row["n"], 4)
+            row["cot"] = round(row["cot"] / row["n"], 4)
+        return forms, summary
 
     def decide(self, step: int) -> Decision:
         """Apply the variant's rule at ``step``; returns (and logs) the decision."""
@@ -170,7 +265,11 @@ class DynamicCoTPolicy(TrainerCallback):
         mean_direct = sum(direct.values()) / len(direct) if direct else None
         changes: dict[str, str] = {}
         gamma: float | None = s.gamma
-        if s.variant in ("per_example", "quantile"):
+        answer_losses: dict[str, dict] = {}
+        if s.variant == "benefit":
+            changes, answer_losses = self.benefit_labels(step)
+            gamma = s.margin
+        elif s.variant in ("per_example", "quantile"):
             if s.variant == "quantile":
                 losses = sorted(direct.values())
                 gamma = _quantile(losses, s.quantile) if losses else None
@@ -198,7 +297,8 @@ class DynamicCoTPolicy(TrainerCallback):
         to_direct = sorted(i for i, f in changes.items() if f == "direct" and before[i] != "direct")
         decision = Decision(step=step, gamma=None if gamma is None else float(gamma), cot_share=self.cot_share(),
                             to_cot=len(to_cot), to_direct=len(to_direct), by_kind=self.share_by_kind(),
-                            mean_direct_loss=mean_direct, switched_to_cot=to_cot, switched_to_direct=to_direct)
+                            mean_direct_loss=mean_direct, cot_visits=sum(self.ledger.exposure().values()),
+                            answer_losses=answer_losses, switched_to_cot=to_cot, switched_to_direct=to_direct)
         self.log.append(decision)
         return decision
 
@@ -207,24 +307,37 @@ class DynamicCoTPolicy(TrainerCallback):
         return [i for i in self.ids if self.forms[i] == "cot"]
 
     def cot_share(self) -> float:
-        return len(self.cot_ids()) / len(self.ids) if self.ids else 0.0
+        """The share of examples whose form is CoT now (``both`` counts as half)."""
+        if not self.ids:
+            return 0.0
+        return sum(1.0 if self.forms[i] == "cot" else 0.5 if self.forms[i] == BOTH else 0.0 for i in self.ids) / len(self.ids)
 
     def share_by_kind(self) -> dict[str, float]:
-        """Per kind, the share of the examples having a keyphrase of that kind that are on CoT."""
-        out: dict[str, list[int]] = {}
+        """Per group (``kind:<kind>``, ``needs:<label>``), the share of its examples on CoT."""
+        out: dict[str, list[float]] = {}
         for i in self.ids:
-            on = int(self.forms[i] == "cot")
-            for kind in self.kinds[i]:
-                out.setdefault(f"kind:{kind}", [0, 0])
-                out[f"kind:{kind}"][0] += on
-                out[f"kind:{kind}"][1] += 1
+            on = 1.0 if self.forms[i] == "cot" else 0.5 if self.forms[i] == BOTH else 0.0
+            for g in self.groups[i]:
+                row = out.setdefault(g, [0.0, 0])
+                row[0] += on
+                row[1] += 1
         return {k: v[0] / v[1] for k, v in sorted(out.items())}
+
+    def exposure(self) -> dict:
+        """CoT example-visits: in all, per step (from the ledger) and per stretch between decisions."""
+        per_step = self.ledger.exposure()
+        marks = [0] + [d.step for d in self.log]
+        stretches = [{"from_step": a, "cot_visits": sum(v for s, v in per_step.items() if a <= s < b)}
+                     for a, b in zip(marks, marks[1:] + [10 ** 9])]
+        return {"cot_visits": sum(per_step.values()), "per_step": {str(k): v for k, v in sorted(per_step.items())},
+                "stretches": stretches}
 
     def log_records(self) -> list[dict]:
         return [asdict(d) for d in self.log]
 
     def to_dict(self) -> dict:
-        return {"settings": asdict(self.settings), "log": self.log_records(), "switched_once": sorted(self.switched_once)}
+        return {"settings": asdict(self.settings), "log": self.log_records(), "switched_once": sorted(self.switched_once),
+                "epoch_steps": self.epoch_steps}
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -237,6 +350,37 @@ class DynamicCoTPolicy(TrainerCallback):
         data = json.loads(Path(path).read_text())
         self.log = [Decision(**d) for d in data.get("log", [])]
         self.switched_once = set(data.get("switched_once", []))
+        self.epoch_steps = data.get("epoch_steps", self.epoch_steps)
+
+
+class ReplayForms(TargetForms):
+    """A form table that replays a reference run's CoT exposure step by step: at step t, of the
+    batch's examples that have a CoT target, as many as the reference run had CoT example-visits
+    at step t (``schedule[t]``) train in the CoT form, the others in the direct one; which ones is
+    drawn at random (seeded by the step). With the same seed as the reference (the same batches)
+    the two runs have exactly the same number of CoT example-visits at every step; they differ only
+    in which examples those were. Evaluation batches (no step) train nothing and read the default."""
+
+    def __init__(self, schedule: Mapping[int, int], eligible: Sequence[str], seed: int = 0):
+        super().__init__("direct", seed=seed)
+        self.schedule = {int(k): int(v) for k, v in schedule.items()}
+        self.eligible = set(eligible)
+        self.short = 0  # steps where the batch had fewer eligible examples than the schedule asked
+
+    def plan(self, ids: Sequence[str], step: int | None) -> list[str]:
+        if step is None:
+            return ["direct"] * len(ids)
+        want = self.schedule.get(int(step), 0)
+        pool = [k for k, i in enumerate(ids) if i in self.eligible]
+        if want > len(pool):
+            self.short += 1
+        chosen = set(random.Random(f"{self.seed}-replay-{step}").sample(pool, min(want, len(pool))))
+        return ["cot" if k in chosen else "direct" for k in range(len(ids))]
+
+    @classmethod
+    def of(cls, ledger, eligible: Sequence[str], seed: int = 0) -> "ReplayForms":
+        """The replay of the run whose ledger is ``ledger``."""
+        return cls(ledger.exposure(), eligible, seed)
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:

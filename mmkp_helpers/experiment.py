@@ -31,6 +31,55 @@ def rel(path: str | os.PathLike) -> str:
         return str(path)
 
 
+#: Notebook parameters that make the training recipe (notebooks 03-05 share them; a sweep reads
+#: them from a notebook's parameters cell, so it runs exactly what the notebook runs).
+RECIPE_PARAMETERS = ("learning_rate", "lr_scheduler", "warmup", "epochs", "max_steps", "batch_size", "grad_accum",
+                     "gradient_checkpointing", "logging_steps", "eval_steps", "save_steps", "seed",
+                     "prompt_keyphrases", "max_length", "report_to", "valid_f1_examples", "select_best",
+                     "lora_r", "lora_alpha", "lora_dropout", "quantize_4bit", "min_pixels", "max_pixels")
+
+
+def notebook_parameters(notebook: str, profile: str | None = "tiny") -> dict:
+    """The parameters a notebook runs with under ``profile``: the defaults of its ``parameters``
+    cell (``notebooks/<notebook>.ipynb``, read with ``ast``: literals only, as papermill needs),
+    then the profile's ``defaults`` and its per-notebook overrides that the notebook declares."""
+    import ast
+
+    import nbformat
+    import yaml
+
+    nb = nbformat.read(project_root() / "notebooks" / f"{notebook}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    params = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            params[node.targets[0].id] = ast.literal_eval(node.value)
+    if profile:
+        spec = yaml.safe_load((project_root() / "profiles" / f"{profile}.yaml").read_text()) or {}
+        overrides = dict(spec.get("defaults") or {}) | dict((spec.get("notebooks") or {}).get(notebook) or {})
+        params.update({k: v for k, v in overrides.items() if k in params})
+    return params
+
+
+def recipe(params: dict, progress: bool = True) -> tuple[training.SFTSettings, dict, dict]:
+    """``(SFTSettings, lora, load_kwargs)`` from a notebook's parameters (see
+    :data:`RECIPE_PARAMETERS`; ``counterfactual_share`` too where the notebook has it, 0 else):
+    what notebooks 03-05 and the sweeps train with."""
+    p = params
+    settings = training.SFTSettings(
+        learning_rate=p["learning_rate"], lr_scheduler=p["lr_scheduler"], warmup=p["warmup"], epochs=p["epochs"],
+        max_steps=p["max_steps"], batch_size=p["batch_size"], grad_accum=p["grad_accum"],
+        gradient_checkpointing=p["gradient_checkpointing"], logging_steps=p["logging_steps"],
+        eval_steps=p["eval_steps"], save_steps=p["save_steps"], seed=p["seed"],
+        prompt_keyphrases=p["prompt_keyphrases"], progress=progress, max_length=p["max_length"] or None,
+        report_to=p["report_to"], valid_f1_examples=p["valid_f1_examples"], select_best=p["select_best"],
+        counterfactual_share=p.get("counterfactual_share", 0.0))
+    lora = {"r": p["lora_r"], "alpha": p["lora_alpha"], "dropout": p["lora_dropout"]}
+    load_kwargs = dict(quantize_4bit=p["quantize_4bit"], min_pixels=p["min_pixels"], max_pixels=p["max_pixels"],
+                       gradient_checkpointing=p["gradient_checkpointing"])
+    return settings, lora, load_kwargs
+
+
 def train_run(model_path: str, train: Sequence[Example], valid: Sequence[Example] | None,
               settings: training.SFTSettings, lora: dict, output_dir: str | os.PathLike,
               rationales: dict[str, str] | None = None, default_form: str | None = None,
@@ -71,9 +120,10 @@ def decode(model, processor, examples: Sequence[Example], mode: str | None, max_
 
 def think_share_by_subset(generations: Sequence[inference.Generation], examples: Sequence[Example],
                           train_keyphrases: Iterable[str] | None = None) -> dict[str, float]:
-    """The share of outputs that opened ``<think>``: over all posts, and over the posts that have a
+    """The share of outputs that opened ``<think>``: over all posts, over the posts that have a
     keyphrase of each kind (``kind:<kind>``) or an unseen keyphrase of that kind
-    (``unseen:<kind>``, given the training keyphrases)."""
+    (``unseen:<kind>``, given the training keyphrases), and over each kind of post
+    (``needs:<label>``, when the examples carry ``meta["needs"]``)."""
     from .text import stem_phrase
 
     seen = {stem_phrase(k) for k in train_keyphrases} if train_keyphrases is not None else None
@@ -83,6 +133,8 @@ def think_share_by_subset(generations: Sequence[inference.Generation], examples:
         kinds = {str(k) for k in ex.kinds.values()}
         for kind in kinds:
             groups.setdefault(f"kind:{kind}", []).append(by_id[ex.id])
+        if isinstance(ex.meta, dict) and ex.meta.get("needs"):
+            groups.setdefault(f"needs:{ex.meta['needs']}", []).append(by_id[ex.id])
         if seen is not None:
             for kind in {str(ex.kinds.get(kp)) for kp in ex.keyphrases if stem_phrase(kp) not in seen and kp in ex.kinds}:
                 groups.setdefault(f"unseen:{kind}", []).append(by_id[ex.id])
@@ -152,3 +204,72 @@ def same_training(params: dict, **expected) -> bool:
         elif params.get(key) != value:
             return False
     return True
+
+
+# --------------------------------------------------------------------------------------------
+# Dynamic CoT: a policy run, its exposure-matched control, and auto decoding
+# --------------------------------------------------------------------------------------------
+def dynamic_run(model_path: str, train: Sequence[Example], valid: Sequence[Example] | None,
+                settings: training.SFTSettings, lora: dict, output_dir: str | os.PathLike, rationales: dict[str, str],
+                policy, seed: int = 0, verbose: bool = True, **load_kwargs):
+    """A Dynamic CoT run: :class:`~mmkp_helpers.dynamic_cot.DynamicCoTPolicy` with ``policy``
+    (settings or their dict) decides the forms as :func:`train_run` trains. Returns ``(model,
+    processor, TrainResult, policy, ledger)``; the ledger holds every visit (its CoT visits are the
+    run's exposure, which :func:`replay_run` replays)."""
+    from .dynamic_cot import DynamicCoTPolicy
+
+    records = collate.make_records(train, rationales)
+    forms, ledger = collate.TargetForms(seed=seed), training.LossLedger()
+    the_policy = DynamicCoTPolicy(records, forms, ledger, policy)
+    model, processor, result = train_run(model_path, train, valid, settings, lora, output_dir, rationales=rationales,
+                                         forms=forms, ledger=ledger, callbacks=[the_policy], seed=seed, verbose=verbose,
+                                         **load_kwargs)
+    return model, processor, result, the_policy, ledger
+
+
+def replay_run(reference_ledger: training.LossLedger, model_path: str, train: Sequence[Example],
+               valid: Sequence[Example] | None, settings: training.SFTSettings, lora: dict,
+               output_dir: str | os.PathLike, rationales: dict[str, str], seed: int = 0, verbose: bool = True,
+               **load_kwargs):
+    """The exposure-matched control of a run: the same recipe and seed (so the same batches), with
+    as many CoT example-visits at every step as the reference run's ledger holds, on examples drawn
+    at random in each batch (:class:`~mmkp_helpers.dynamic_cot.ReplayForms`). Returns ``(model,
+    processor, TrainResult, forms, ledger)``."""
+    from .dynamic_cot import ReplayForms
+
+    forms = ReplayForms.of(reference_ledger, [ex.id for ex in train if ex.id in rationales], seed)
+    ledger = training.LossLedger()
+    model, processor, result = train_run(model_path, train, valid, settings, lora, output_dir, rationales=rationales,
+                                         forms=forms, ledger=ledger, seed=seed, verbose=verbose, **load_kwargs)
+    return model, processor, result, forms, ledger
+
+
+def auto_decode(model, processor, valid: Sequence[Example], test: Sequence[Example], max_new_tokens_cot: int,
+                max_new_tokens: int, train_keyphrases: Iterable[str] | None, batch_size: int = 16,
+                prompt_keyphrases: int = 5, progress: bool = True) -> dict:
+    """The model's own decision at inference (:mod:`mmkp_helpers.decision`): the threshold on q
+    chosen on ``valid`` (both forced decodings of the valid posts, best F1@M, ties to fewer tokens),
+    then ``auto`` decoding of ``test`` with it, and both forced decodings of ``test`` for the curve
+    of F1@M against tokens over every threshold. Returns ``threshold``, ``valid_curve``,
+    ``test_curve``, ``q`` (test, in order), ``q_valid``, ``generations`` (auto), ``scores``,
+    ``think`` and ``direct`` (the forced test generations). Leaves a 4-bit CPU model trainable."""
+    from . import decision
+
+    seen = list(train_keyphrases) if train_keyphrases is not None else None
+    kw = dict(batch_size=batch_size, prompt_keyphrases=prompt_keyphrases)
+    openings = decision.opening_tokens(processor.tokenizer)
+    q_valid = decision.decision_q(model, processor, valid, **kw)
+    v_think, _ = decode(model, processor, valid, "think", max_new_tokens_cot, seen, progress=progress, **kw)
+    v_direct, _ = decode(model, processor, valid, "direct", max_new_tokens, seen, progress=progress, **kw)
+    valid_curve = decision.threshold_curve(q_valid, v_think, v_direct, valid, seen, openings)
+    chosen = decision.choose_threshold(valid_curve)
+    q = decision.decision_q(model, processor, test, **kw)
+    gens = decision.generate_auto(model, processor, test, chosen["threshold"], max_new_tokens_cot, max_new_tokens,
+                                  q=q, progress=progress, **kw)
+    modeling.fix_bnb_cpu_training(model)
+    t_think, _ = decode(model, processor, test, "think", max_new_tokens_cot, seen, progress=progress, **kw)
+    t_direct, _ = decode(model, processor, test, "direct", max_new_tokens, seen, progress=progress, **kw)
+    return {"threshold": chosen["threshold"], "valid_choice": chosen, "valid_curve": valid_curve,
+            "test_curve": decision.threshold_curve(q, t_think, t_direct, test, seen, openings),
+            "q": q, "q_valid": q_valid, "generations": gens,
+            "scores": inference.evaluate(gens, test, train_keyphrases=seen), "think": t_think, "direct": t_direct}

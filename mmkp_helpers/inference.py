@@ -68,6 +68,7 @@ class Generation:
     prompt: str = "direct"
     mode: str | None = None
     hit_limit: bool | None = None
+    q: float | None = None  # auto decoding: the model's probability of reasoning (mmkp_helpers.decision)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -309,7 +310,7 @@ def write_generations_jsonl(path: str | os.PathLike, generations: Sequence[Gener
         for g in generations:
             f.write(json.dumps({"id": g.id, "prediction": g.keyphrases, "raw": g.raw, "n_tokens": g.n_tokens,
                                 "seconds": g.seconds, "reasoning": g.reasoning, "parse_ok": g.parse_ok,
-                                "prompt": g.prompt, "mode": g.mode, "hit_limit": g.hit_limit},
+                                "prompt": g.prompt, "mode": g.mode, "hit_limit": g.hit_limit, "q": g.q},
                                ensure_ascii=False) + "\n")
     return path
 
@@ -325,7 +326,7 @@ def read_generations_jsonl(path: str | os.PathLike) -> list[Generation]:
                 out.append(Generation(id=d["id"], raw=d["raw"], keyphrases=d["prediction"], reasoning=d.get("reasoning"),
                                       parse_ok=d.get("parse_ok", bool(d["prediction"])), n_tokens=d["n_tokens"],
                                       seconds=d["seconds"], prompt=d.get("prompt", "direct"), mode=d.get("mode"),
-                                      hit_limit=d.get("hit_limit")))
+                                      hit_limit=d.get("hit_limit"), q=d.get("q")))
     return out
 
 

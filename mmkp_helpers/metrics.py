@@ -190,13 +190,28 @@ def score(predictions: Sequence[Sequence[str]], targets: Sequence[Sequence[str]]
                 continue
             others = gold_set - wanted
             acc[name].add([p for p in preds if p not in others], wanted)
-            unseen_wanted = wanted - seen if seen is not None else set()
+            unseen_wanted = wanted - seen if seen is not None and not name.startswith(POST_SUBSET_PREFIX) else set()
             if unseen_wanted:  # e.g. unseen:text+image, the held-out colour x object pairs
                 acc.setdefault(f"unseen:{name}", _Accumulator()).add(
                     [p for p in preds if p not in gold_set - unseen_wanted], unseen_wanted)
     result: dict = {"n": n}
     result.update({name: a.result() for name, a in acc.items()})
     return result
+
+
+#: Subsets of posts rather than of keyphrases (every keyphrase of the posts a label marks), e.g.
+#: ``needs:composition``; they get no ``unseen:`` companion (``unseen:<kind>`` covers that).
+POST_SUBSET_PREFIX = "needs:"
+
+
+def needs_subsets(examples: Sequence[Example]) -> dict[str, list[list[str]]]:
+    """Per label in the examples' ``meta["needs"]`` (the synthetic benchmark's ``text`` and
+    ``composition`` posts), ``needs:<label>``: every keyphrase of the posts with that label
+    (others get none, so they are not scored in it)."""
+    labels = sorted({str(ex.meta["needs"]) for ex in examples if isinstance(ex.meta, dict) and ex.meta.get("needs")})
+    return {f"{POST_SUBSET_PREFIX}{label}": [list(ex.keyphrases) if isinstance(ex.meta, dict)
+                                             and ex.meta.get("needs") == label else [] for ex in examples]
+            for label in labels}
 
 
 def kind_subsets(examples: Sequence[Example]) -> dict[str, list[list[str]]]:
@@ -219,9 +234,11 @@ def kind_subsets(examples: Sequence[Example]) -> dict[str, list[list[str]]]:
 def score_examples(predictions: Sequence[Sequence[str]], examples: Sequence[Example],
                    train_keyphrases: Iterable[str] | None = None) -> dict:
     """:func:`score` with texts and targets taken from ``examples``; when examples carry
-    ``meta["kinds"]`` (keyphrase -> kind), one extra subset per kind (see :func:`kind_subsets`)."""
+    ``meta["kinds"]`` (keyphrase -> kind), one extra subset per kind (see :func:`kind_subsets`),
+    and when they carry ``meta["needs"]``, one per label (:func:`needs_subsets`)."""
     return score(predictions, [ex.keyphrases for ex in examples], [ex.text for ex in examples],
-                 train_keyphrases=train_keyphrases, extra_subsets=kind_subsets(examples) or None)
+                 train_keyphrases=train_keyphrases,
+                 extra_subsets=(kind_subsets(examples) | needs_subsets(examples)) or None)
 
 
 def parse_prediction_line(line: str) -> list[str]:

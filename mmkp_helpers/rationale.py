@@ -94,14 +94,14 @@ def conclusions(rationale: str) -> list[str] | None:
 
     Sentences are separated by ``"."`` followed by white space or the end; a sentence concludes
     when it contains ``": "``, and its conclusions are what follows the last ``": "``, separated
-    by ``","``. (A keyphrase holding ``". "``, e.g. "st. louis", would be cut there.)"""
+    by ``","`` or ``";"``. (A keyphrase holding ``". "``, e.g. "st. louis", would be cut there.)"""
     found: list[str] = []
     marked = False
     for sentence in _SENTENCE_END.split(rationale or ""):
         if _MARKER not in sentence:
             continue
         marked = True
-        for item in sentence.rsplit(_MARKER, 1)[1].split(","):
+        for item in re.split(r"[,;]", sentence.rsplit(_MARKER, 1)[1]):
             kp = _norm(item)
             if kp and kp not in found:
                 found.append(kp)
@@ -111,6 +111,24 @@ def conclusions(rationale: str) -> list[str] | None:
 def words(text: str) -> list[str]:
     """Lower-cased runs of letters and digits (punctuation and ``_`` ignored)."""
     return _WORD.findall((text or "").lower())
+
+
+def reasoning(rationale: str) -> str:
+    """A rationale without its conclusion lists (what follows each sentence's last ``": "``): the
+    text the loop check reads, so that a style that restates its running answer in every
+    conclusion is not a loop (a list that repeats an item is, see :func:`list_repeat`)."""
+    return ". ".join(s.rsplit(_MARKER, 1)[0] if _MARKER in s else s for s in _SENTENCE_END.split(rationale or ""))
+
+
+def list_repeat(rationale: str) -> str | None:
+    """An item that one conclusion list holds twice (a loop inside a list), or None."""
+    for sentence in _SENTENCE_END.split(rationale or ""):
+        if _MARKER in sentence:
+            items = [_norm(i) for i in re.split(r"[,;]", sentence.rsplit(_MARKER, 1)[1]) if _norm(i)]
+            dupes = [i for i, c in Counter(items).items() if c > 1]
+            if dupes:
+                return dupes[0]
+    return None
 
 
 def repeated_ngram(text: str, n: int = 3, repeats: int = 3) -> str | None:
@@ -187,7 +205,7 @@ def check(raw: str, hit_limit: bool | None = None, n: int = 3, repeats: int = 3)
     rationale, answer_text = split_cot(raw)
     closed = answer_text is not None
     answer = parse_generation(answer_text, max_keyphrases=100).keyphrases if closed else []
-    loop = repeated_ngram(rationale, n, repeats)
+    loop = repeated_ngram(reasoning(rationale), n, repeats) or list_repeat(rationale)
     is_consistent = consistent(rationale, answer)
     if hit_limit:
         kind = "cut_off"
@@ -244,3 +262,35 @@ def quality_stats(generations: Iterable, n: int = 3, repeats: int = 3) -> dict:
 def compact(stats: dict) -> dict:
     """:func:`quality_stats` without its bulky fields (for metric records)."""
     return {k: v for k, v in stats.items() if k not in BULKY_KEYS}
+
+
+def counterfactual(rationale: str, pool: Sequence[str], key: str) -> tuple[str, list[str]] | None:
+    """A counterfactual of a rationale that follows the convention: one concluded keyphrase
+    (drawn with ``key``, a string fixing the draw) replaced, in its conclusion only, by another
+    keyphrase of ``pool`` with as many words; the evidence before the marker is left as it is.
+    Returns ``(rationale, its conclusions)``, or None when the rationale has no conclusion or the
+    pool no replacement. Training the answer line to follow such a rationale (the rationale itself
+    left out of the loss) teaches a student that its answer is what its rationale concludes, not
+    what the post alone suggests (the counterfactual objective of SCOTT, Wang et al., ACL 2023)."""
+    import hashlib
+
+    def draw(salt: str, n: int) -> int:
+        return int.from_bytes(hashlib.sha256(f"{key}:{salt}".encode()).digest()[:8], "big") % n
+
+    sentences = [s for s in _SENTENCE_END.split(rationale or "") if s.strip()]
+    spots = [(i, j) for i, s in enumerate(sentences) if _MARKER in s
+             for j, item in enumerate(s.rsplit(_MARKER, 1)[1].split(",")) if _norm(item)]
+    if not spots:
+        return None
+    i, j = spots[draw("spot", len(spots))]
+    head, tail = sentences[i].rsplit(_MARKER, 1)
+    items = [item.strip() for item in tail.split(",")]
+    old = _norm(items[j])
+    taken = {_norm(x) for x in items}
+    choices = sorted({p for p in map(_norm, pool) if p and len(p.split()) == len(old.split()) and p not in taken})
+    if not choices:
+        return None
+    items[j] = choices[draw("choice", len(choices))]
+    sentences[i] = f"{head}{_MARKER}{', '.join(items)}"
+    text = ". ".join(s.strip() for s in sentences) + "."
+    return text, conclusions(text) or []

@@ -33,17 +33,19 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from .adapters import adapter_base, attach_adapter, load_adapter, write_training_record  # noqa: F401 (re-exported)
 from .collate import IGNORE_INDEX, ChatCollator, TargetForms, TrainRecord
-from .losses import fused_parts, linear_cross_entropy
+from .ledger import (LossLedger, fused_token_losses, loss_positions, per_example_loss,  # noqa: F401 (re-exported)
+                     token_losses)
+from .losses import fused_parts
 from .modeling import fix_bnb_cpu_training
 from .valid_f1 import F1_METRIC, ValidF1Callback, place_tensorboard_logs, report_to_list
 
 ADAPTER_DIRNAME = "adapter"
+DECISION_LOSSES = ("plain", "balanced")
 CHECKPOINTS_DIRNAME = "checkpoints"
 FORMS_FILENAME = "target_forms.json"
 LEDGER_FILENAME = "loss_ledger.json"
@@ -62,7 +64,20 @@ class SFTSettings:
     count. ``bf16=None`` picks bf16 on a GPU that supports it and float32 elsewhere.
     ``select_best`` needs valid records and ``eval_steps``, with ``save_steps`` a multiple of
     ``eval_steps``; it selects by ``eval_f1_m`` when ``valid_f1_examples > 0`` (see
-    :mod:`mmkp_helpers.valid_f1`), else by ``eval_loss``."""
+    :mod:`mmkp_helpers.valid_f1`), else by ``eval_loss``.
+
+    ``decision_loss``: the first token of every answer is the mode decision (``<think>`` opens a
+    rationale, ``Keyphrases:`` answers at once). ``"plain"``: it counts like any answer token.
+    ``"balanced"``: its loss is weighted on its own, class-balanced: in a row trained in form f it
+    weighs ``decision_weight * n / (2 * n_f)``, n and n_f the training visits so far (this batch
+    included) in all forms and in form f, so both decisions carry the same total weight however
+    rare one of them is (Thinkless and AdaCoT handle their mode token's loss apart likewise).
+
+    ``counterfactual_share``: that share of the visits in the CoT form (drawn per visit) shows a
+    counterfactual rationale, one conclusion replaced by another training keyphrase, and trains only
+    the answer line, which follows the counterfactual (see
+    :meth:`mmkp_helpers.collate.ChatCollator.counterfactual`): the student learns that its answer is
+    what its rationale concludes."""
     learning_rate: float = 2e-4
     epochs: float = 3.0
     max_steps: int = -1
@@ -90,6 +105,9 @@ class SFTSettings:
     valid_f1_examples: int = 0  # >0: keyphrase F1@M (eval_f1_m) on that many valid examples at each evaluation
     valid_f1_max_new_tokens: int = 32  # generation budget of that F1
     select_best: bool = False  # keep and load at the end the best checkpoint (eval_f1_m, else eval_loss)
+    decision_loss: str = "plain"  # the answer's first token (<think> or Keyphrases:): plain, or balanced (see below)
+    decision_weight: float = 1.0  # with decision_loss="balanced": the weight of the decision tokens' loss
+    counterfactual_share: float = 0.0  # share of CoT visits with a counterfactual rationale (answer line trained only)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SFTSettings":
@@ -99,6 +117,10 @@ class SFTSettings:
         if unknown:
             raise ValueError(f"unknown SFT settings {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+    def __post_init__(self):
+        if self.decision_loss not in DECISION_LOSSES:
+            raise ValueError(f"unknown decision_loss {self.decision_loss!r}; choose one of {DECISION_LOSSES}")
 
 
 @dataclass
@@ -131,102 +153,6 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# --------------------------------------------------------------------------------------------
-# Per-example losses
-# --------------------------------------------------------------------------------------------
-def token_losses(logits: torch.Tensor, labels: torch.Tensor,
-                 positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token cross-entropy: ``(losses, mask)``, both ``(batch, positions)``.
-
-    Without ``positions``, ``logits`` cover the whole sequence and position ``t`` scores the
-    prediction of ``labels[:, t+1]`` from ``logits[:, t]`` (``length-1`` positions). With
-    ``positions`` (1-D, the sequence positions the logits were computed at, see
-    :func:`loss_positions`), ``logits[:, i]`` scores ``labels[:, positions[i] + 1]``.
-    Targets equal to ``-100`` have loss 0 and mask 0. Computed in float32."""
-    if positions is None:
-        logits = logits[:, :-1, :]
-        targets = labels[:, 1:]
-    else:
-        targets = labels[:, positions.to(labels.device) + 1]
-    targets = targets.to(logits.device)
-    losses = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                             ignore_index=IGNORE_INDEX, reduction="none").view(targets.shape)
-    mask = (targets != IGNORE_INDEX).to(losses.dtype)
-    return losses * mask, mask
-
-
-def loss_positions(labels: torch.Tensor) -> torch.Tensor:
-    """The sequence positions whose logits any row of the batch needs (``t`` such that
-    ``labels[:, t+1]`` is supervised somewhere). Passed to the model as ``logits_to_keep``, the
-    vocabulary projection runs on the answer spans only, not on the prompt and image tokens:
-    with a 152k vocabulary that is most of the time and memory of a step."""
-    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
-
-
-def fused_token_losses(parts, inputs: dict, labels: torch.Tensor):
-    """The trainer's loss path with :func:`mmkp_helpers.losses.linear_cross_entropy`:
-    ``(outputs, losses, mask)`` with ``losses``/``mask`` shaped ``(batch, length-1)`` as
-    :func:`token_losses` gives them, the logits computed only at the labelled (row, position) pairs."""
-    body, head = parts
-    outputs = body(**inputs, use_cache=False)
-    hidden = outputs.last_hidden_state
-    targets = labels[:, 1:].to(hidden.device)
-    mask = targets != IGNORE_INDEX
-    rows, cols = mask.nonzero(as_tuple=True)
-    picked = linear_cross_entropy(hidden[rows, cols], head.weight, targets[rows, cols])
-    losses = torch.zeros(targets.shape, dtype=picked.dtype, device=hidden.device).index_put((rows, cols), picked)
-    return outputs, losses, mask.to(losses.dtype)
-
-
-def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each example's mean token loss over its supervised tokens, and that token count.
-
-    Returns ``(loss[batch], n_tokens[batch])``; an example without supervised tokens has loss 0."""
-    losses, mask = token_losses(logits, labels)
-    counts = mask.sum(dim=1)
-    return losses.sum(dim=1) / counts.clamp(min=1), counts
-
-
-class LossLedger:
-    """Per-example training losses as training computes them.
-
-    ``history`` holds ``(step, example_id, form, loss)`` for every example of every training
-    batch (``step`` = optimizer steps completed when the batch ran); ``latest[id][form]`` the
-    most recent loss of an example in a form. Dynamic CoT reads it from a callback."""
-
-    def __init__(self):
-        self.history: list[tuple[int, str, str, float]] = []
-        self.latest: dict[str, dict[str, float]] = {}
-
-    def record(self, step: int, ids: Sequence[str], forms: Sequence[str], losses: Sequence[float]) -> None:
-        for example_id, form, loss in zip(ids, forms, losses):
-            loss = float(loss)
-            self.history.append((int(step), example_id, form, loss))
-            self.latest.setdefault(example_id, {})[form] = loss
-
-    def since(self, step: int) -> list[tuple[int, str, str, float]]:
-        """The records of steps ``>= step``."""
-        return [h for h in self.history if h[0] >= step]
-
-    def mean_by_form(self, step_from: int = 0) -> dict[str, float]:
-        sums: dict[str, list[float]] = {}
-        for s, _, form, loss in self.history:
-            if s >= step_from:
-                sums.setdefault(form, []).append(loss)
-        return {f: sum(v) / len(v) for f, v in sums.items()}
-
-    def to_dict(self) -> dict:
-        return {"history": [list(h) for h in self.history], "latest": self.latest}
-
-    def load_state(self, data: dict) -> None:
-        """Replace the contents in place (holders of the reference see them)."""
-        self.history = [(int(s), str(i), str(f), float(v)) for s, i, f, v in data.get("history", [])]
-        self.latest = {k: dict(v) for k, v in data.get("latest", {}).items()}
-
-    def __len__(self) -> int:
-        return len(self.history)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,26 +201,29 @@ class KeyphraseTrainer(Trainer):
     """
 
     def __init__(self, *args, collator: ChatCollator, ledger: LossLedger | None = None, fused_loss: bool = True,
-                 **kwargs):
+                 decision_loss: str = "plain", decision_weight: float = 1.0, **kwargs):
         kwargs["data_collator"] = defer_records
         super().__init__(*args, **kwargs)
         self.fused_loss = fused_loss
+        self.decision_loss = decision_loss
+        self.decision_weight = float(decision_weight)
         self.collator = collator
         self.ledger = ledger if ledger is not None else LossLedger()
         self.tokens_seen = 0
         self.last_example_losses: tuple[list[str], list[str], torch.Tensor] | None = None
 
-    def build_batch(self, inputs: dict) -> dict:
-        """Tensors for a deferred batch (``{"records": [...]}``); other batches pass through."""
+    def build_batch(self, inputs: dict, step: int | None = None) -> dict:
+        """Tensors for a deferred batch (``{"records": [...]}``); other batches pass through.
+        ``step``: the optimizer step the batch trains (None for evaluation batches)."""
         if RECORDS_KEY in inputs:
-            return self.collator(inputs[RECORDS_KEY])
+            return self.collator(inputs[RECORDS_KEY], step=step)
         return inputs
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         """The micro-batches of one optimizer step, built now, and their supervised-token count
         (always counted here, since this trainer computes its own loss)."""
         batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-        batch_samples = [self.build_batch(b) for b in batch_samples]
+        batch_samples = [self.build_batch(b, step=self.state.global_step) for b in batch_samples]
         if not batch_samples:
             return batch_samples, None
         n_items = torch.tensor(sum(int((b["labels"][..., 1:] != IGNORE_INDEX).sum()) for b in batch_samples),
@@ -303,6 +232,23 @@ class KeyphraseTrainer(Trainer):
             # Under DDP the count is the whole step's, over every rank (see compute_loss).
             n_items = self.accelerator.gather(n_items).sum()
         return batch_samples, n_items
+
+    def decision_weights(self, mask: torch.Tensor, forms: Sequence[str]) -> torch.Tensor:
+        """Per-position loss weights (``mask``'s shape): 1 everywhere but on each row's first
+        supervised position, the mode decision, which weighs ``decision_weight * n / (2 * n_f)``
+        (``SFTSettings.decision_loss="balanced"``); n, n_f: the visits in the ledger so far plus
+        this batch's, in all forms and in the row's form."""
+        seen = self.ledger.form_counts()
+        for f in forms:
+            f = "cot" if f == "cot_cf" else f
+            seen[f] = seen.get(f, 0) + 1
+        total = sum(seen.values())
+        weights = torch.ones_like(mask)
+        first = mask.argmax(dim=1)
+        for row, form in enumerate(forms):
+            if form in ("direct", "cot") and mask[row].any():  # (a counterfactual row trains its answer only)
+                weights[row, first[row]] = self.decision_weight * total / (2 * max(seen.get(form, 0), 1))
+        return weights
 
     def _tokens_across_processes(self) -> bool:
         """Normalise by the supervised tokens of all ranks (``average_tokens_across_devices``,
@@ -324,6 +270,7 @@ class KeyphraseTrainer(Trainer):
         ids = inputs.pop("example_ids", None)
         forms = inputs.pop("forms", None)
         labels = inputs.pop("labels")
+        answer_mask = inputs.pop("answer_mask", None)
         parts = fused_parts(model) if self.fused_loss else None
         if parts is not None:
             outputs, losses, mask = fused_token_losses(parts, inputs, labels)
@@ -331,7 +278,10 @@ class KeyphraseTrainer(Trainer):
             positions = loss_positions(labels)
             outputs = model(**inputs, use_cache=False, logits_to_keep=positions.to(labels.device))
             losses, mask = token_losses(outputs.logits, labels, positions)
-        total = losses.sum()
+        weighted = losses
+        if model.training and self.decision_loss == "balanced" and forms is not None:
+            weighted = losses * self.decision_weights(mask, forms).to(losses.dtype)
+        total = weighted.sum()
         if model.training and num_items_in_batch is not None:
             loss = total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
             if self._tokens_across_processes():
@@ -341,12 +291,19 @@ class KeyphraseTrainer(Trainer):
             loss = total / mask.sum().clamp(min=1)
             self.loss_is_scaled_for_ga = False
         if model.training:
-            per_example = (losses.sum(1) / mask.sum(1).clamp(min=1)).detach()
+            plain = losses.detach() * mask  # the ledger keeps the plain (unweighted) token losses
+            per_example = plain.sum(1) / mask.sum(1).clamp(min=1)
+            if answer_mask is not None:
+                answer = answer_mask[:, 1:].to(plain.device).to(plain.dtype) * mask
+                per_answer = (plain * answer).sum(1) / answer.sum(1).clamp(min=1)
+            else:
+                per_answer = per_example
             self.tokens_seen += int(inputs["attention_mask"].sum())
             if ids is not None:
                 forms = forms if forms is not None else ["direct"] * len(ids)
                 self.last_example_losses = (list(ids), list(forms), per_example.cpu())
-                self.ledger.record(self.state.global_step, ids, forms, per_example.cpu().tolist())
+                self.ledger.record(self.state.global_step, ids, forms, per_example.cpu().tolist(),
+                                   per_answer.cpu().tolist())
         return (loss, outputs) if return_outputs else loss
 
 
@@ -496,7 +453,9 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
                 callback.load_checkpoint(resume_from)
 
     collator = ChatCollator(processor, prompt=settings.prompt, forms=forms,
-                            prompt_keyphrases=settings.prompt_keyphrases, max_length=settings.max_length)
+                            prompt_keyphrases=settings.prompt_keyphrases, max_length=settings.max_length,
+                            counterfactual_share=settings.counterfactual_share, seed=settings.seed,
+                            counterfactual_pool=(kp for r in train_records for kp in r.example.keyphrases))
     if settings.valid_f1_examples > 0 and valid_records:
         callbacks.append(ValidF1Callback(processor, [r.example for r in valid_records[:settings.valid_f1_examples]],
                                          prompt=settings.prompt, prompt_keyphrases=settings.prompt_keyphrases,
@@ -507,7 +466,7 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
         model=model, args=args, collator=collator, train_dataset=RecordDataset(train_records),
         eval_dataset=RecordDataset(valid_records) if valid_records else None,
         callbacks=[_StateCheckpointCallback(forms, ledger), *callbacks], ledger=ledger,
-        fused_loss=settings.fused_loss)
+        fused_loss=settings.fused_loss, decision_loss=settings.decision_loss, decision_weight=settings.decision_weight)
     for callback in callbacks:
         if hasattr(callback, "bind"):  # callbacks that log through the trainer (ValidF1Callback)
             callback.bind(trainer)

@@ -106,7 +106,7 @@ def _unseen_share(pool: Sequence[Example], state: _SplitState, parts: dict[str, 
     return unseen / total if total else 0.0
 
 
-def build_clean_split(pool: Sequence[Example], sizes: dict[str, int], seed: int = 0, unseen_share: float = 0.1,
+def build_clean_split(pool: Sequence[Example], sizes: dict[str, int], seed: int = 0, unseen_share: float | None = 0.1,
                       threshold: float = THRESHOLD, ngram: int = NGRAM, method: str = "auto",
                       max_holdout_posts: int | None = None, tolerance: float = 0.02,
                       hold_out: Sequence[str] = (), **options) -> tuple[dict[str, list[Example]], dict]:
@@ -127,6 +127,7 @@ def build_clean_split(pool: Sequence[Example], sizes: dict[str, int], seed: int 
        two k around the target the closer is used.
     3. The remaining clusters, in seeded random order, fill test and valid to their sizes; the
        rest is train.
+    ``unseen_share=None`` skips step 2: the share is what the clusters (and ``hold_out``) give.
     ``hold_out``: keyphrases that must stay unseen whatever the steering does (every cluster
     carrying one goes to valid or test; they are never kept in train), e.g. the synthetic
     benchmark's held-out colour x object pairs, which a model can reach by combining seen words.
@@ -136,8 +137,9 @@ def build_clean_split(pool: Sequence[Example], sizes: dict[str, int], seed: int 
     give it: e.g. too few rare keyphrases)."""
     if sum(sizes.values()) != len(pool):
         raise ValueError(f"sizes {sizes} do not add up to the pool's {len(pool)} posts")
-    if not 0.0 <= unseen_share < 1.0:
-        raise ValueError("unseen_share must lie in [0, 1)")
+    steer = unseen_share is not None
+    if steer and not 0.0 <= unseen_share < 1.0:
+        raise ValueError("unseen_share must lie in [0, 1) (or None: no steering)")
     t0 = time.perf_counter()
     cluster_of, cinfo = near_duplicate_clusters([e.text for e in pool], threshold, method, ngram, **options)
     clusters: list[list[int]] = [[] for _ in range(int(cluster_of.max()) + 1 if len(pool) else 0)]
@@ -151,7 +153,7 @@ def build_clean_split(pool: Sequence[Example], sizes: dict[str, int], seed: int 
     random.Random(f"{seed}-clusters").shuffle(order)
     state = _SplitState(clusters, order)
     n_eval = sizes["test"] + sizes["valid"]
-    cap = max_holdout_posts if max_holdout_posts is not None else max(1, int(unseen_share * n_eval))
+    cap = max_holdout_posts if max_holdout_posts is not None else max(1, int((unseen_share or 0.0) * n_eval))
     posts_of = {kp: sum(len(clusters[c]) for c in cs) for kp, cs in kp_clusters.items()}
     # held out: a seeded random order (varied keyphrases); kept in train: the rarest first
     # (the keyphrases of one or two posts are the ones a plain fill leaves unseen)
@@ -187,6 +189,8 @@ def build_clean_split(pool: Sequence[Example], sizes: dict[str, int], seed: int 
         return cache[k][0]
 
     plain = evaluate(0)
+    if not steer:
+        unseen_share = plain
     if plain < unseen_share:
         held_sets = prefixes(held_order, n_eval)
         sign, top, candidates = 1, len(held_sets) - 1, held_order

@@ -1,0 +1,304 @@
+"""The synthetic benchmark's oracle teacher: faithful (or deliberately noisy) rationales from a post's
+recorded ground truth, in one of two styles, and the check of a rationale against that truth.
+
+**Styles** (``style``; both follow the project's rationale convention, see
+:mod:`mmkp_helpers.rationale`: sentences separated by ``. ``, a concluding sentence ends with
+``: `` and the keyphrases it gives, separated by ``, ``):
+
+``verbose`` (the default; the kind of rationale a GPT-4o-class teacher writes: whole sentences,
+every post explained, the image too when it adds nothing)::
+
+    the text names: bike, trip. the square on the left is blue and the circle on the right is
+    yellow; blue and yellow make green, so the bike is green: green bike. the background is dark
+    blue, which shows night: night.
+    the text names: hat. the circle in the centre is red, so the hat is red: red hat.
+    the text names: cup. it is signed via maple, an account whose posts carry its own tags: art,
+    food, travel. the picture is plain grey and adds nothing.
+
+Each keyphrase is named once, in the conclusion of the step that gives it (a step whose evidence
+is the keyphrase itself, a word of the text or an account's tag, states it only there).
+
+``compact`` (evidence-copying: each step copies its evidence words and concludes; nothing is said
+where there is nothing to conclude)::
+
+    text: bike, trip. left blue, right yellow, blue and yellow make green, bike: green bike.
+    background dark blue: night.
+    text: hat. centre red, hat: red hat.
+    text: cup.
+
+With ``noise`` > 0 that share of the examples (drawn from a hash of ``seed`` and the example id,
+so a run is reproducible and independent of the order of the examples) gets an unfaithful
+rationale instead: ``"colour"`` states a wrong colour for the object (and concludes the wrong
+colour + object keyphrase), ``"drop"`` leaves one reasoning step out.
+
+:func:`check_oracle_rationale` lists what a rationale gets wrong against the ground truth, in
+either style (an empty list: faithful).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ..data import Example
+from ..synthetic import COLOURS, SCENES, SIGNATURE
+from .base import Teacher, format_answer
+
+NOISE_KINDS = ("colour", "drop")
+STYLES = ("verbose", "compact", "running")
+
+
+def _unit(*parts) -> float:
+    """A number in [0, 1) fixed by ``parts`` (SHA-256; the same on every machine and run)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def check_style(style: str) -> str:
+    """``style`` when it is one of :data:`STYLES`, else a ``ValueError`` naming them."""
+    if style not in STYLES:
+        raise ValueError(f"unknown rationale style {style!r}; choose one of {STYLES}")
+    return style
+
+
+def _colour_step(truth: dict, kp: str, colour: str, style: str) -> str:
+    """The step to the colour + object keyphrase: one shape read (an image post), or two shapes
+    read and their colours mixed (a composition post)."""
+    topic = truth.get("topic") or kp.split(maxsplit=1)[-1]
+    if truth.get("needs") != "composition":
+        form = (truth.get("shapes") or ["shape"])[0]
+        if style == "compact":
+            return f"centre {colour}, {topic}: {kp}"
+        return f"the {form} in the centre is {colour}, so the {topic} is {colour}: {kp}"
+    (left, right), (f_left, f_right) = truth["primaries"], truth["shapes"]
+    if style == "compact":
+        made = f"{left} and {right} make {colour}" if left != right else f"{left} stays {colour}"
+        return f"left {left}, right {right}, {made}, {topic}: {kp}"
+    shapes = f"the {f_left} on the left is {left} and the {f_right} on the right is {right}"
+    made = f"{left} and {right} make {colour}" if left != right else f"both are {left}"
+    return f"{shapes}; {made}, so the {topic} is {colour}: {kp}"
+
+
+class OracleTeacher(Teacher):
+    """Rationales from the synthetic benchmark's ground truth (see the module docstring).
+
+    In *predict* mode the answer's keyphrases follow the (possibly noisy) rationale; in
+    *rationalize* mode they are the gold ones whatever the rationale says."""
+
+    name = "oracle"
+    model = "ground-truth"
+
+    def __init__(self, mode: str = "rationalize", noise: float = 0.0, noise_kinds=NOISE_KINDS, seed: int = 0,
+                 count_tokens: bool = False, style: str = "verbose"):
+        super().__init__(mode, count_tokens)
+        if not 0.0 <= float(noise) <= 1.0:
+            raise ValueError(f"noise={noise} must lie in [0, 1]")
+        noise_kinds = (noise_kinds,) if isinstance(noise_kinds, str) else tuple(noise_kinds)
+        unknown = set(noise_kinds) - set(NOISE_KINDS)
+        if unknown or not noise_kinds:
+            raise ValueError(f"noise_kinds must be a non-empty subset of {NOISE_KINDS}, not {noise_kinds!r}")
+        self.noise = float(noise)
+        self.noise_kinds = noise_kinds
+        self.seed = int(seed)
+        self.style = check_style(style)
+
+    def __repr__(self) -> str:
+        return (f"OracleTeacher(mode={self.mode!r}, style={self.style!r}, noise={self.noise}, "
+                f"noise_kinds={self.noise_kinds!r}, seed={self.seed}, count_tokens={self.count_tokens})")
+
+    def _key_parts(self) -> list[str]:
+        return super()._key_parts() + [f"noise{self.noise:g}", "+".join(self.noise_kinds), f"seed{self.seed}",
+                                       f"style-{self.style}"]
+
+    # ---------------------------------------------------------------- steps
+    @staticmethod
+    def _cues(example: Example) -> list[dict]:
+        cues = example.meta.get("cues") if isinstance(example.meta, dict) else None
+        if not cues:
+            raise ValueError(f"example {example.id!r} has no meta['cues'] (ground truth of the synthetic benchmark): "
+                             "the oracle teacher only works on synthetic examples; use TemplateTeacher or "
+                             "OpenAITeacher for other posts")
+        return cues
+
+    def steps(self, example: Example) -> list[tuple[str, list[str]]]:
+        """The faithful reasoning steps in this teacher's style: (sentence, keyphrases it
+        concludes), in answer order; a sentence that concludes nothing has an empty list."""
+        truth = example.meta.get("truth") or {}
+        compact = self.style == "compact"
+        wording = "compact" if compact else "verbose"
+        steps: list[tuple[str, list[str]]] = []
+        present: list[str] = []
+        tags: list[str] = []
+
+        def flush():
+            if present:
+                head = "text" if compact else f"the text names {_join([_a(k) for k in present])}"
+                steps.append((f"{head}: {', '.join(present)}", list(present)))
+                present.clear()
+            if tags:
+                signer = f"{SIGNATURE} {truth.get('series')}"
+                head = (signer if compact else f"it is signed {signer}, an account whose posts carry its own tags"
+                        if self.style == "running" else f"it is signed {signer}, an account that tags {_join(tags)}")
+                steps.append((f"{head}: {', '.join(tags)}", list(tags)))
+                tags.clear()
+
+        for cue in self._cues(example):
+            kp, kind = cue["keyphrase"], cue["kind"]
+            if kind == "present":
+                if tags:
+                    flush()
+                present.append(kp)
+                continue
+            if kind == "tag":
+                if present:
+                    flush()
+                tags.append(kp)
+                continue
+            flush()
+            if kind == "text+image":
+                steps.append((_colour_step(truth, kp, truth.get("colour") or kp.split()[0], wording), [kp]))
+            elif kind == "image":
+                looks = SCENES[kp][1] if kp in SCENES else "coloured"
+                sentence = f"background {looks}: {kp}" if compact else f"the background is {looks}, which shows {kp}: {kp}"
+                steps.append((sentence, [kp]))
+            else:
+                raise ValueError(f"example {example.id!r}: unknown cue kind {kind!r}")
+        flush()
+        if not compact and truth.get("needs") == "text":  # (running: first, so the whole answer ends the rationale)
+            grey = ("the picture is plain grey and adds nothing", [])
+            steps = [grey] + steps if self.style == "running" else steps + [grey]
+        return steps
+
+    def planned_noise(self, example: Example) -> str | None:
+        """The unfaithfulness this example gets ("colour", "drop") or None (a faithful rationale).
+
+        An example is drawn with probability ``noise`` (hash of seed and id); its kind is drawn
+        from ``noise_kinds``, falling back to another kind when the drawn one cannot apply
+        ("colour" needs a shape, "drop" needs at least two concluding steps). An example
+        where none applies stays faithful."""
+        if self.noise <= 0 or _unit("oracle-noise", self.seed, example.id) >= self.noise:
+            return None
+        steps = self.steps(example)
+        kinds = {c["kind"] for c in self._cues(example)}
+        applicable = {"colour": "text+image" in kinds, "drop": sum(bool(k) for _, k in steps) >= 2}
+        start = int(_unit("oracle-kind", self.seed, example.id) * len(self.noise_kinds))
+        for i in range(len(self.noise_kinds)):
+            kind = self.noise_kinds[(start + i) % len(self.noise_kinds)]
+            if applicable[kind]:
+                return kind
+        return None
+
+    def rationale_and_keyphrases(self, example: Example) -> tuple[str, list[str], str | None]:
+        """(rationale, the keyphrases it leads to, the noise applied or None)."""
+        steps = self.steps(example)
+        noise = self.planned_noise(example)
+        if noise == "drop":
+            concluding = [i for i, (_, kps) in enumerate(steps) if kps]
+            del steps[concluding[int(_unit("oracle-drop", self.seed, example.id) * len(concluding))]]
+        elif noise == "colour":
+            truth = example.meta.get("truth") or {}
+            others = [c for c in COLOURS if c != truth.get("colour")]
+            wrong = others[int(_unit("oracle-colour", self.seed, example.id) * len(others))]
+            for i, (_, kps) in enumerate(steps):
+                if kps and kps[0] == f"{truth.get('colour')} {truth.get('topic')}":
+                    wrong_kp = f"{wrong} {truth.get('topic')}"
+                    steps[i] = (_colour_step(truth, wrong_kp, wrong, "compact" if self.style == "compact" else "verbose"),
+                                [wrong_kp])
+        if self.style == "running":  # each conclusion restates the answer so far
+            running: list[str] = []
+            for i, (sentence, kps) in enumerate(steps):
+                if kps:
+                    running += kps
+                    steps[i] = (f"{sentence.rsplit(': ', 1)[0]}: {'; '.join(running)}", kps)
+        rationale = ". ".join(s for s, _ in steps) + "."
+        return rationale, [k for _, kps in steps for k in kps], noise
+
+    def _answer_text(self, example: Example) -> tuple[str, int, int]:
+        rationale, keyphrases, _ = self.rationale_and_keyphrases(example)
+        if self.mode == "rationalize":
+            keyphrases = list(example.keyphrases)
+        return format_answer(rationale, keyphrases), 0, 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Checking a rationale against the synthetic ground truth
+# ------------------------------------------------------------------------------------------------
+def _sentences(rationale: str) -> list[tuple[list[str], list[str]]]:
+    """The rationale's sentences as (lower-case words, concluded keyphrases)."""
+    out = []
+    for part in re.split(r"(?<=[.!?])\s+|\n+", rationale.lower().strip()):
+        part = part.strip().rstrip(".!?")
+        if not re.findall(r"[a-z0-9]+", part):
+            continue
+        concluded = [c.strip() for c in re.split(r"[,;]", part.rsplit(": ", 1)[1])] if ": " in part else []
+        out.append((re.findall(r"[a-z0-9]+", part), [c for c in concluded if c]))
+    return out
+
+
+def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]:
+    """The problems of ``rationale`` against a synthetic example's ground truth ([] = faithful).
+
+    Every keyphrase must be concluded (after a sentence's ``: ``) by a sentence that states its
+    cue, and those sentences must come in the answer's order:
+
+    - a present keyphrase (topic, event): the sentence has the word "text";
+    - the colour + object keyphrase: the sentence names the true colour and, on a composition
+      post, both shapes' primaries; a sentence concluding another colour for the object is a
+      problem too;
+    - a scene: the sentence has "background" and the background's colour words (``dark blue``);
+    - a tag: the sentence has the account's name.
+    Works for both styles of :class:`OracleTeacher`."""
+    cues = OracleTeacher._cues(example)
+    truth = example.meta.get("truth") or {}
+    if not rationale or not rationale.strip():
+        return ["empty rationale"]
+    sentences = _sentences(rationale)
+    problems: list[str] = []
+    positions: list[tuple[int, str]] = []
+
+    def has(words: list[str], phrase: str) -> bool:
+        target = phrase.lower().split()
+        return any(words[i:i + len(target)] == target for i in range(len(words) - len(target) + 1))
+
+    for cue in cues:
+        kp, kind = cue["keyphrase"], cue["kind"]
+        concluding = [(i, w) for i, (w, c) in enumerate(sentences) if kp in c]
+        if kind == "present":
+            found = [i for i, w in concluding if "text" in w]
+            why = f"'{kp}' (present): no sentence says the text names it"
+        elif kind == "text+image":
+            colour, primaries = truth.get("colour"), truth.get("primaries") or []
+            found = [i for i, w in concluding if colour in w and all(p in w for p in primaries)]
+            why = (f"'{kp}' (text+image): no sentence names the shapes' {' and '.join(primaries)} and makes {colour}"
+                   if primaries else f"'{kp}' (text+image): no sentence says the shape is {colour}")
+            topic = truth.get("topic")
+            for i, (w, c) in enumerate(sentences):
+                wrong = [x for x in c if x != kp and x.endswith(f" {topic}") and x.split()[0] in COLOURS]
+                if wrong:
+                    problems.append(f"'{kp}' (text+image): sentence {i + 1} concludes the wrong colour {', '.join(wrong)}")
+        elif kind == "image":
+            looks = SCENES[kp][1] if kp in SCENES else ""
+            found = [i for i, w in concluding if "background" in w and has(w, looks)]
+            why = f"'{kp}' (image): no sentence says the background is {looks}"
+        elif kind == "tag":
+            signer = str(truth.get("series") or "")
+            found = [i for i, w in concluding if signer and signer in w]
+            why = f"'{kp}' (tag): no sentence ties it to the signature '{SIGNATURE} {signer}'"
+        else:
+            found, why = [], f"'{kp}': unknown kind {kind!r}"
+        if found:
+            positions.append((found[0], kp))
+        else:
+            problems.append(why)
+    order = [i for i, _ in positions]
+    if order != sorted(order):
+        problems.append("keyphrases are justified out of the answer's order: "
+                        + ", ".join(kp for _, kp in sorted(positions)))
+    return problems

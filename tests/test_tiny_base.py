@@ -1,0 +1,90 @@
+"""The default profile's base model: names and options, the pretraining data (generic, nothing of the
+keyphrase task), and a small pretraining run that is deterministic and lowers its loss."""
+import json
+
+import pytest
+import torch
+
+from mmkp_helpers import synthetic, tiny_base
+
+
+def test_names_and_options():
+    family, options = tiny_base.parse_name("tiny-qwen2_vl")
+    assert family == "qwen2_vl" and options == tiny_base.OPTIONS
+    family, options = tiny_base.parse_name("tiny-qwen2_5_vl?tokenizer=qwen&pretrain_steps=0&hidden=64")
+    assert family == "qwen2_5_vl" and (options["tokenizer"], options["pretrain_steps"], options["hidden"]) == ("qwen", 0, 64)
+    assert tiny_base.folder_name(*tiny_base.parse_name("tiny-qwen2_vl")) == "tiny-qwen2_vl"
+    assert tiny_base.folder_name(family, options) == "tiny-qwen2_5_vl-tokenizer_qwen-hidden_64-pretrain_steps_0"
+    with pytest.raises(ValueError, match="valid options"):
+        tiny_base.parse_name("tiny-qwen2_vl?width=64")
+    with pytest.raises(ValueError, match="unknown tokenizer 'bpe'"):
+        tiny_base.parse_name("tiny-qwen2_vl?tokenizer=bpe")
+    with pytest.raises(ValueError, match="must be an integer"):
+        tiny_base.parse_name("tiny-qwen2_vl?layers=two")
+    with pytest.raises(ValueError, match="pretraining task"):
+        tiny_base.parse_name("tiny-qwen2_vl?tasks=caption+keyphrases")
+    with pytest.raises(ValueError, match="unknown tiny model"):
+        tiny_base.parse_name("tiny-llama")
+    with pytest.raises(ValueError, match="multiple of 64"):
+        tiny_base.size_of(tiny_base.OPTIONS | {"hidden": 96, "heads": 4})
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        tiny_base.build_tokenizer("words")
+
+
+def test_pretraining_turns_are_generic_and_not_the_benchmarks_posts():
+    turns = tiny_base.pretraining_turns(400)
+    bench = synthetic.generate(seed=0)
+    bench_texts = {ex.text for part in bench.values() for ex in part}
+    heldout = {f"{c} {t}" for c, t in synthetic.heldout_pairs(synthetic.SyntheticConfig(seed=0))}
+    tasks = {t["user"].split(":")[0] for t in turns}
+    assert {tiny_base.CAPTION_PROMPT, tiny_base.LIST_PROMPT} <= {t["user"] for t in turns} and len(tasks) >= 4
+    for t in turns:
+        answer = t["answer"]
+        assert not any(scene in answer.split() for scene in synthetic.SCENES)  # no scene name is ever a target
+        assert not any(pair in answer for pair in heldout) and "keyphrases" not in answer.lower()
+        if t["user"].startswith(tiny_base.REPEAT_PROMPT):
+            assert answer not in bench_texts  # posts of the pretraining seed, not the benchmark's
+        if t["image"]:  # the picture is described plainly: no mixed colour, no object
+            assert not any(topic in answer.split() for topic in synthetic.TOPICS)
+
+
+def test_a_small_base_pretrains_deterministically(tmp_path):
+    options = tiny_base.OPTIONS | {"hidden": 64, "layers": 1, "heads": 2, "pretrain_steps": 40}
+
+    def build(folder):
+        torch.set_num_threads(1)
+        path = tiny_base.build_tiny_base(tmp_path / folder, options=options, progress=False)
+        from safetensors.torch import load_file
+        return path, load_file(str(path / "model.safetensors"))
+
+    path, weights = build("a")
+    _, again = build("b")
+    assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
+    record = json.loads((path / "mmkp_tiny.json").read_text())
+    curve = [loss for _, loss in record["pretraining"]["losses"]]
+    assert curve[-1] < 0.6 * curve[0]  # the loss falls
+    assert record["vocab_size"] % 64 == 0 and record["vocab_size"] < 1300 and record["benchmark"] == synthetic.VERSION
+    from mmkp_helpers import modeling
+
+    model, processor = modeling.load_vlm(str(path), quantize_4bit=True, lora=True, verbose=False)
+    assert len(processor.tokenizer) <= record["vocab_size"]
+
+
+def test_ensure_builds_once_and_rebuilds_on_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMKP_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_build(path, family, options, seed, progress=True):
+        calls.append((family, options["hidden"], seed))
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text("{}")
+        (path / "mmkp_tiny.json").write_text(json.dumps(tiny_base._marker(family, options, seed)))
+        return path
+
+    monkeypatch.setattr(tiny_base, "build_tiny_base", fake_build)
+    first = tiny_base.ensure_tiny_base("tiny-qwen2_vl")
+    assert tiny_base.ensure_tiny_base("tiny-qwen2_vl") == first == tmp_path / "models" / "tiny-qwen2_vl"
+    assert len(calls) == 1
+    tiny_base.ensure_tiny_base("tiny-qwen2_vl", seed=1)  # another seed: rebuilt
+    tiny_base.ensure_tiny_base("tiny-qwen2_vl?hidden=64&heads=2")  # other options: another folder
+    assert len(calls) == 3 and (tmp_path / "models" / "tiny-qwen2_vl-hidden_64-heads_2").is_dir()
