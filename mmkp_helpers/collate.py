@@ -217,16 +217,9 @@ class ChatCollator:
     """
 
     def __init__(self, processor, prompt: str | PromptTemplate = "direct", forms: TargetForms | None = None,
-                 prompt_keyphrases: int = 5, max_length: int | None = None, counterfactual_share: float = 0.0,
-                 counterfactual_pool: Iterable[str] = (), seed: int = 0):
+                 prompt_keyphrases: int = 5, max_length: int | None = None):
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive or None, not {max_length}")
-        if not 0.0 <= counterfactual_share <= 1.0:
-            raise ValueError(f"counterfactual_share={counterfactual_share} must lie in [0, 1]")
-        self.counterfactual_share = float(counterfactual_share)
-        self.counterfactual_pool = sorted(set(counterfactual_pool))
-        self.seed = int(seed)
-        self.cot_visits: dict[str, int] = {}  # CoT visits per example (the counterfactual draw's counter)
         self.processor = processor
         self.template = get_template(prompt)
         self.forms = forms if forms is not None else TargetForms()
@@ -328,34 +321,8 @@ class ChatCollator:
             return list(plan([r.id for r in records], step))
         return [self.forms.resolve(r.id) for r in records]
 
-    def counterfactual(self, record: TrainRecord) -> TrainRecord | None:
-        """For a visit of ``record`` in the CoT form: with probability ``counterfactual_share``
-        (a seeded hash of the example and its CoT visit number) the record with a counterfactual
-        rationale (:func:`mmkp_helpers.rationale.counterfactual`: one conclusion replaced by another
-        keyphrase of ``counterfactual_pool``) and the answer that rationale concludes; else None.
-        Only that answer line trains on such a visit (the rationale is left out of the loss)."""
-        if not self.counterfactual_share or record.cot is None:
-            return None
-        import hashlib
-
-        from .rationale import counterfactual, split_cot
-
-        k = self.cot_visits.get(record.id, 0)
-        self.cot_visits[record.id] = k + 1
-        key = f"{self.seed}:{record.id}:{k}"
-        u = int.from_bytes(hashlib.sha256(f"cf:{key}".encode()).digest()[:8], "big") / 2.0 ** 64
-        if u >= self.counterfactual_share:
-            return None
-        made = counterfactual(split_cot(record.cot)[0], self.counterfactual_pool, key)
-        return None if made is None else replace(record, cot=cot_target(*made))
-
     def __call__(self, records: list[TrainRecord], step: int | None = None) -> dict:
         forms = [r.used_form(f) for r, f in zip(records, self.settings_for(records, step))]
-        if self.counterfactual_share and step is not None:  # training batches only
-            swapped = [self.counterfactual(r) if f == "cot" else None for r, f in zip(records, forms)]
-            records = [s or r for s, r in zip(swapped, records)]
-        else:
-            swapped = [None] * len(records)
         texts = [self.render(r, f) for r, f in zip(records, forms)]
         images = [load_image(r.example.image) for r in records if self.template.wants_image(r.example)]
         batch = self._encode(texts, images)
@@ -371,9 +338,6 @@ class ChatCollator:
                 self.overlong_ids.update(records[i].id for i in cut if lengths[i] > self.max_length)
         batch["labels"] = self.mask_labels(batch["input_ids"], batch["attention_mask"])
         batch["answer_mask"] = self.answer_mask(batch["labels"], batch["input_ids"])
-        for i, s in enumerate(swapped):
-            if s is not None:  # a counterfactual visit: only its answer line trains
-                batch["labels"][i][batch["answer_mask"][i] == 0] = IGNORE_INDEX
         batch["example_ids"] = [r.id for r in records]
-        batch["forms"] = [f"{f}_cf" if s is not None else f for f, s in zip(forms, swapped)]
+        batch["forms"] = forms
         return batch

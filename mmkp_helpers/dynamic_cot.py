@@ -13,10 +13,12 @@ pass itself; no extra pass) and writes each example's target form into the share
 of ``warmup_epochs`` (at least 2) every example with a rationale trains in *both* forms, one per
 visit, alternating (``TargetForms`` setting ``"both"``), so each has met its answer line after a
 rationale and without one. The ledger keeps, per example, the loss of the answer tokens (after
-``</think>`` in the CoT form, the whole direct target otherwise) in each form over the warm-up
-(its last ``window_epochs`` epochs, at least one). At the end of the warm-up an example goes to
-CoT when its answer is learned better with the rationale than without: direct answer loss minus
-CoT answer loss above ``margin`` (nats per answer token); the others go to direct. The label then
+``</think>`` in the CoT form, the whole direct target otherwise) in each form over the warm-up.
+At the end of the warm-up an example goes to CoT when its answer is learned better with the
+rationale than without: its direct answer loss minus its CoT answer loss above ``margin`` (nats per
+answer token), each loss taken relative to the mean of its form in the epoch it was measured
+(:meth:`DynamicCoTPolicy.detrended_answer_losses`: an example's two forms come from visits in
+different epochs, and every loss falls as training goes); the others go to direct. The label then
 says whether reasoning pays *for the answer*, which is what a mode choice at inference needs, and
 a post's kind (what the input shows) predicts it. With ``permute=True`` the labels of that decision
 are shuffled among the examples that had both forms (the same number on CoT): the control that
@@ -177,7 +179,10 @@ class DynamicCoTPolicy(TrainerCallback):
 
     @property
     def window_steps(self) -> int:
-        return int(round(self.settings.window_epochs * self._epoch()))
+        """Steps of ledger history a decision reads: ``window_epochs``; for ``benefit`` the whole
+        warm-up (its two forms come from visits in different epochs)."""
+        window = int(round(self.settings.window_epochs * self._epoch()))
+        return max(window, self.warmup_steps) if self.settings.variant == "benefit" else window
 
     def _epoch(self) -> int:
         if self.epoch_steps is None:
@@ -233,11 +238,32 @@ class DynamicCoTPolicy(TrainerCallback):
         rng = random.Random(f"{self.settings.seed}-{salt}")
         return set(rng.sample(pool, int(round(share * len(pool))))) if pool else set()
 
+    def detrended_answer_losses(self, step: int) -> dict[str, dict[str, float]]:
+        """Per form (``direct``, ``cot``), each example's answer loss over the window, each visit's
+        loss taken relative to the mean answer loss of its form in the same epoch (over all
+        examples). Every loss falls as training goes, and an example's two forms are visited in
+        different epochs, so raw losses would compare an early visit with a late one; relative to
+        its epoch's mean, a loss says how hard this example's answer is in that form."""
+        epoch = self._epoch()
+        entries = [h for h in self.ledger.since(step - self.window_steps) if h[0] <= step and h[2] in ("direct", "cot")]
+        sums: dict[tuple[str, int], list[float]] = {}
+        for h in entries:
+            sums.setdefault((h[2], h[0] // epoch), []).append(h[4])
+        base = {k: sum(v) / len(v) for k, v in sums.items()}
+        out: dict[str, dict[str, list[float]]] = {"direct": {}, "cot": {}}
+        for h in entries:
+            out[h[2]].setdefault(h[1], []).append(h[4] - base[(h[2], h[0] // epoch)])
+        return {f: {i: sum(v) / len(v) for i, v in by_id.items()} for f, by_id in out.items()}
+
     def benefit_labels(self, step: int) -> tuple[dict[str, str], dict[str, dict]]:
         """``(id -> form, answer losses by kind of post)`` of the benefit rule at ``step``
-        (permuted when ``permute``); examples without a loss in both forms go to direct."""
+        (permuted when ``permute``); examples without a loss in both forms go to direct. The
+        losses compared are :meth:`detrended_answer_losses`; the summary gives both the raw and
+        the compared ones per kind of post."""
         s = self.settings
-        direct, cot = self._recent(step, "direct", answer=True), self._recent(step, "cot", answer=True)
+        rel = self.detrended_answer_losses(step)
+        direct, cot = rel["direct"], rel["cot"]
+        raw_direct, raw_cot = self._recent(step, "direct", answer=True), self._recent(step, "cot", answer=True)
         both = sorted(i for i in self.eligible if i in direct and i in cot)
         labels = {i: ("cot" if direct[i] - cot[i] > s.margin else "direct") for i in both}
         if s.permute:
@@ -248,14 +274,15 @@ class DynamicCoTPolicy(TrainerCallback):
         summary: dict[str, dict] = {}
         for i in both:
             for g in (g for g in self.groups[i] if g.startswith("needs:")):
-                row = summary.setdefault(g, {"n": 0, "direct": 0.0, "cot": 0.0, "to_cot": 0})
+                row = summary.setdefault(g, {"n": 0, "direct": 0.0, "cot": 0.0, "benefit": 0.0, "to_cot": 0})
                 row["n"] += 1
-                row["direct"] += direct[i]
-                row["cot"] += cot[i]
+                row["direct"] += raw_direct[i]
+                row["cot"] += raw_cot[i]
+                row["benefit"] += direct[i] - cot[i]
                 row["to_cot"] += labels[i] == "cot"
         for row in summary.values():
-            row["direct"] = round(row["direct"] / row["n"], 4)
-            row["cot"] = round(row["cot"] / row["n"], 4)
+            for k in ("direct", "cot", "benefit"):
+                row[k] = round(row[k] / row["n"], 4)
         return forms, summary
 
     def decide(self, step: int) -> Decision:

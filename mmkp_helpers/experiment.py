@@ -63,8 +63,7 @@ def notebook_parameters(notebook: str, profile: str | None = "tiny") -> dict:
 
 def recipe(params: dict, progress: bool = True) -> tuple[training.SFTSettings, dict, dict]:
     """``(SFTSettings, lora, load_kwargs)`` from a notebook's parameters (see
-    :data:`RECIPE_PARAMETERS`; ``counterfactual_share`` too where the notebook has it, 0 else):
-    what notebooks 03-05 and the sweeps train with."""
+    :data:`RECIPE_PARAMETERS`): what notebooks 03-05 and the sweeps train with."""
     p = params
     settings = training.SFTSettings(
         learning_rate=p["learning_rate"], lr_scheduler=p["lr_scheduler"], warmup=p["warmup"], epochs=p["epochs"],
@@ -72,8 +71,7 @@ def recipe(params: dict, progress: bool = True) -> tuple[training.SFTSettings, d
         gradient_checkpointing=p["gradient_checkpointing"], logging_steps=p["logging_steps"],
         eval_steps=p["eval_steps"], save_steps=p["save_steps"], seed=p["seed"],
         prompt_keyphrases=p["prompt_keyphrases"], progress=progress, max_length=p["max_length"] or None,
-        report_to=p["report_to"], valid_f1_examples=p["valid_f1_examples"], select_best=p["select_best"],
-        counterfactual_share=p.get("counterfactual_share", 0.0))
+        report_to=p["report_to"], valid_f1_examples=p["valid_f1_examples"], select_best=p["select_best"])
     lora = {"r": p["lora_r"], "alpha": p["lora_alpha"], "dropout": p["lora_dropout"]}
     load_kwargs = dict(quantize_4bit=p["quantize_4bit"], min_pixels=p["min_pixels"], max_pixels=p["max_pixels"],
                        gradient_checkpointing=p["gradient_checkpointing"])
@@ -165,15 +163,22 @@ def save_rationales(results_dir: str | os.PathLike, teacher_key: str, rationales
     return path
 
 
-def load_rationales(results_dir: str | os.PathLike) -> tuple[str, dict[str, str]] | None:
-    """``(teacher key, rationales)`` written by :func:`save_rationales`, or None."""
+def load_rationales(results_dir: str | os.PathLike, style: str | None = None) -> tuple[str, dict[str, str]] | None:
+    """``(teacher key, rationales)`` written by :func:`save_rationales`, or None. With ``style`` (an
+    oracle rationale style), rationales written in another style are refused with a ``ValueError``
+    rather than silently reused."""
     from .paths import resolve
 
     path = resolve(results_dir) / "data" / RATIONALES_FILE
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    return data["teacher"], data["rationales"]
+    key = data["teacher"]
+    if style is not None and key.startswith("oracle-") and f"style-{style}" not in key:
+        written = key.split("style-", 1)[1].split("-", 1)[0] if "style-" in key else "an older"
+        raise ValueError(f"{rel(path)} holds rationales in the {written!r} style ({key}), not {style!r}: run notebook "
+                         f"04 with rationale_style={style!r} first, or use rationale_style={written!r}")
+    return key, data["rationales"]
 
 
 def save_generations(results_dir: str | os.PathLike, notebook: str, name: str,
@@ -215,7 +220,7 @@ def dynamic_run(model_path: str, train: Sequence[Example], valid: Sequence[Examp
     """A Dynamic CoT run: :class:`~mmkp_helpers.dynamic_cot.DynamicCoTPolicy` with ``policy``
     (settings or their dict) decides the forms as :func:`train_run` trains. Returns ``(model,
     processor, TrainResult, policy, ledger)``; the ledger holds every visit (its CoT visits are the
-    run's exposure, which :func:`replay_run` replays)."""
+    run's exposure, which :func:`replay_run` replays) and is saved beside the adapter."""
     from .dynamic_cot import DynamicCoTPolicy
 
     records = collate.make_records(train, rationales)
@@ -224,6 +229,7 @@ def dynamic_run(model_path: str, train: Sequence[Example], valid: Sequence[Examp
     model, processor, result = train_run(model_path, train, valid, settings, lora, output_dir, rationales=rationales,
                                          forms=forms, ledger=ledger, callbacks=[the_policy], seed=seed, verbose=verbose,
                                          **load_kwargs)
+    (Path(output_dir) / training.LEDGER_FILENAME).write_text(json.dumps(ledger.to_dict()))
     return model, processor, result, the_policy, ledger
 
 

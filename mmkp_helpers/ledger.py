@@ -76,8 +76,7 @@ class LossLedger:
     """Per-example training losses as training computes them.
 
     ``history`` holds ``(step, example_id, form, loss, answer_loss)`` for every example of every
-    training batch (``form``: ``direct``, ``cot``, or ``cot_cf`` for a counterfactual CoT visit,
-    whose losses are its answer line's) (``step`` = optimizer steps completed when the batch ran; ``loss`` the mean
+    training batch (``step`` = optimizer steps completed when the batch ran; ``loss`` the mean
     token loss of the whole target, ``answer_loss`` that of its answer line: after ``</think>``
     in the CoT form, the whole target in the direct form); ``latest[id][form]`` the most recent
     loss of an example in a form. Dynamic CoT reads it from a callback; every entry in the CoT form
@@ -96,18 +95,17 @@ class LossLedger:
             self.latest.setdefault(example_id, {})[form] = loss
 
     def form_counts(self) -> dict[str, int]:
-        """Training visits so far in each form (a counterfactual visit, ``cot_cf``, is a CoT one)."""
+        """Training visits so far in each form."""
         out = {"direct": 0, "cot": 0}
         for h in self.history:
-            form = "cot" if h[2] == "cot_cf" else h[2]
-            out[form] = out.get(form, 0) + 1
+            out[h[2]] = out.get(h[2], 0) + 1
         return out
 
     def exposure(self) -> dict[int, int]:
-        """CoT example-visits per step, counterfactual ones included (steps without one left out)."""
+        """CoT example-visits per step (steps without one left out)."""
         out: dict[int, int] = {}
         for h in self.history:
-            if h[2] in ("cot", "cot_cf"):
+            if h[2] == "cot":
                 out[h[0]] = out.get(h[0], 0) + 1
         return out
 

@@ -263,34 +263,3 @@ def compact(stats: dict) -> dict:
     """:func:`quality_stats` without its bulky fields (for metric records)."""
     return {k: v for k, v in stats.items() if k not in BULKY_KEYS}
 
-
-def counterfactual(rationale: str, pool: Sequence[str], key: str) -> tuple[str, list[str]] | None:
-    """A counterfactual of a rationale that follows the convention: one concluded keyphrase
-    (drawn with ``key``, a string fixing the draw) replaced, in its conclusion only, by another
-    keyphrase of ``pool`` with as many words; the evidence before the marker is left as it is.
-    Returns ``(rationale, its conclusions)``, or None when the rationale has no conclusion or the
-    pool no replacement. Training the answer line to follow such a rationale (the rationale itself
-    left out of the loss) teaches a student that its answer is what its rationale concludes, not
-    what the post alone suggests (the counterfactual objective of SCOTT, Wang et al., ACL 2023)."""
-    import hashlib
-
-    def draw(salt: str, n: int) -> int:
-        return int.from_bytes(hashlib.sha256(f"{key}:{salt}".encode()).digest()[:8], "big") % n
-
-    sentences = [s for s in _SENTENCE_END.split(rationale or "") if s.strip()]
-    spots = [(i, j) for i, s in enumerate(sentences) if _MARKER in s
-             for j, item in enumerate(s.rsplit(_MARKER, 1)[1].split(",")) if _norm(item)]
-    if not spots:
-        return None
-    i, j = spots[draw("spot", len(spots))]
-    head, tail = sentences[i].rsplit(_MARKER, 1)
-    items = [item.strip() for item in tail.split(",")]
-    old = _norm(items[j])
-    taken = {_norm(x) for x in items}
-    choices = sorted({p for p in map(_norm, pool) if p and len(p.split()) == len(old.split()) and p not in taken})
-    if not choices:
-        return None
-    items[j] = choices[draw("choice", len(choices))]
-    sentences[i] = f"{head}{_MARKER}{', '.join(items)}"
-    text = ". ".join(s.strip() for s in sentences) + "."
-    return text, conclusions(text) or []

@@ -403,7 +403,8 @@ def summary_rows(records: Iterable[dict], subsets: Iterable[str] = SUMMARY_SUBSE
                  metrics: Iterable[str] = SUMMARY_METRICS) -> list[dict]:
     """One row per record (method, variant, notebook, split), the chosen subsets' scores as
     ``"<subset> <metric>"`` columns (None where the record has no such subset), then the think
-    share, generated tokens and milliseconds per post. Rows in method order."""
+    share, the well-formed share of its rationales (None without any), generated tokens and
+    milliseconds per post. Rows in method order."""
     subsets, metrics = list(subsets), list(metrics)
     rows = []
     for r in sorted(records, key=lambda r: (METHOD_ORDER.get(r["method"], 99), r["notebook"], r["variant"])):
@@ -414,6 +415,7 @@ def summary_rows(records: Iterable[dict], subsets: Iterable[str] = SUMMARY_SUBSE
             for m in metrics:
                 row[f"{s} {m}"] = None if not scores or not scores.get("n") else scores.get(m)
         row["think share"] = r.get("think_share")
+        row["well-formed"] = r.get("well_formed_share")
         row["tokens / post"] = r.get("gen_tokens_mean")
         sec = r.get("seconds_per_post")
         row["ms / post"] = None if sec is None else 1000 * sec

@@ -49,7 +49,7 @@ TINY_PREFIX = "tiny-"
 OPTIONS = {
     "tokenizer": "cut",       # cut: Qwen's vocabulary cut to the benchmark; qwen: all 151,643 BPE ranks
     "hidden": 128,            # width of the language model (a multiple of 64)
-    "layers": 4,              # language model layers
+    "layers": 2,              # language model layers
     "heads": 4,               # attention heads (head width = hidden / heads)
     "pretrain_steps": 1200,   # full-parameter pretraining steps; 0: random weights
     "tasks": "caption+continue+repeat+list",  # pretraining tasks, joined by + (see TASKS)

@@ -71,13 +71,7 @@ class SFTSettings:
     ``"balanced"``: its loss is weighted on its own, class-balanced: in a row trained in form f it
     weighs ``decision_weight * n / (2 * n_f)``, n and n_f the training visits so far (this batch
     included) in all forms and in form f, so both decisions carry the same total weight however
-    rare one of them is (Thinkless and AdaCoT handle their mode token's loss apart likewise).
-
-    ``counterfactual_share``: that share of the visits in the CoT form (drawn per visit) shows a
-    counterfactual rationale, one conclusion replaced by another training keyphrase, and trains only
-    the answer line, which follows the counterfactual (see
-    :meth:`mmkp_helpers.collate.ChatCollator.counterfactual`): the student learns that its answer is
-    what its rationale concludes."""
+    rare one of them is (Thinkless and AdaCoT handle their mode token's loss apart likewise)."""
     learning_rate: float = 2e-4
     epochs: float = 3.0
     max_steps: int = -1
@@ -107,7 +101,6 @@ class SFTSettings:
     select_best: bool = False  # keep and load at the end the best checkpoint (eval_f1_m, else eval_loss)
     decision_loss: str = "plain"  # the answer's first token (<think> or Keyphrases:): plain, or balanced (see below)
     decision_weight: float = 1.0  # with decision_loss="balanced": the weight of the decision tokens' loss
-    counterfactual_share: float = 0.0  # share of CoT visits with a counterfactual rationale (answer line trained only)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SFTSettings":
@@ -240,13 +233,12 @@ class KeyphraseTrainer(Trainer):
         this batch's, in all forms and in the row's form."""
         seen = self.ledger.form_counts()
         for f in forms:
-            f = "cot" if f == "cot_cf" else f
             seen[f] = seen.get(f, 0) + 1
         total = sum(seen.values())
         weights = torch.ones_like(mask)
         first = mask.argmax(dim=1)
         for row, form in enumerate(forms):
-            if form in ("direct", "cot") and mask[row].any():  # (a counterfactual row trains its answer only)
+            if mask[row].any():
                 weights[row, first[row]] = self.decision_weight * total / (2 * max(seen.get(form, 0), 1))
         return weights
 
@@ -453,9 +445,7 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
                 callback.load_checkpoint(resume_from)
 
     collator = ChatCollator(processor, prompt=settings.prompt, forms=forms,
-                            prompt_keyphrases=settings.prompt_keyphrases, max_length=settings.max_length,
-                            counterfactual_share=settings.counterfactual_share, seed=settings.seed,
-                            counterfactual_pool=(kp for r in train_records for kp in r.example.keyphrases))
+                            prompt_keyphrases=settings.prompt_keyphrases, max_length=settings.max_length)
     if settings.valid_f1_examples > 0 and valid_records:
         callbacks.append(ValidF1Callback(processor, [r.example for r in valid_records[:settings.valid_f1_examples]],
                                          prompt=settings.prompt, prompt_keyphrases=settings.prompt_keyphrases,

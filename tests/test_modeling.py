@@ -1,7 +1,6 @@
 """The VLM loader and the tiny offline model: build -> save -> load_vlm(path) -> generate; the real
 Qwen tokenizer; 4-bit QLoRA on the CPU trains only the LoRA adapters."""
 import json
-from dataclasses import asdict
 
 import pytest
 import torch
@@ -87,22 +86,26 @@ def test_bnb_dimension_rules_are_enforced():
 
 
 def test_resolve_model_builds_tiny_once(tmp_path, monkeypatch):
+    from mmkp_helpers import tiny_base
+
     monkeypatch.setenv("MMKP_CACHE", str(tmp_path))
     assert modeling.resolve_model("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"
     with pytest.raises(ValueError, match="unknown tiny model"):
         modeling.resolve_model("tiny-llama")
     calls = []
 
-    def fake_build(path, family, seed):
+    def fake_build(path, family, options, seed, progress=True):
         calls.append(path)
         path.mkdir(parents=True, exist_ok=True)
-        marker = {"seed": seed, "builder": modeling.BUILDER_VERSION, "size": asdict(modeling.TINY)}
-        (path / "mmkp_tiny.json").write_text(json.dumps(marker))
+        (path / "config.json").write_text("{}")
+        (path / "mmkp_tiny.json").write_text(json.dumps(tiny_base._marker(family, options, seed)))
+        return path
 
-    monkeypatch.setattr(modeling, "build_tiny_vlm", fake_build)
+    monkeypatch.setattr(tiny_base, "build_tiny_base", fake_build)
     first = modeling.resolve_model("tiny-qwen2_vl")
     second = modeling.resolve_model("tiny-qwen2_vl")
     assert first == second == str(tmp_path / "models" / "tiny-qwen2_vl") and len(calls) == 1
+    assert modeling.tiny_model_path("tiny-qwen2_vl") == tmp_path / "models" / "tiny-qwen2_vl"
     # a model made by an older builder (or another seed) is rebuilt
     modeling.resolve_model("tiny-qwen2_vl", seed=1)
     assert len(calls) == 2

@@ -45,7 +45,10 @@ def test_01_benchmark_overlap(tiny_run):
         assert s["original"]["counts"] == s["clean"]["counts"]
         assert s["original"]["test_near_duplicate_share"] > 0
         assert s["clean"]["test_near_duplicate_share"] == 0 and s["clean"]["valid_near_duplicate_share"] == 0
-        assert abs(s["clean"]["test_unseen_share"] - {"synthetic": 0.39, "cmkp": 0.1}[dataset]) <= 0.02
+        if dataset == "cmkp":  # steered to the asked share
+            assert abs(s["clean"]["test_unseen_share"] - 0.1) <= 0.02
+        else:  # not steered: the test accounts' tags and the held-out colour x object pairs
+            assert s["clean"]["test_unseen_share"] > 0.2
     assert m["splits"]["synthetic"]["original"]["test_near_duplicate_share"] > 0.2
 
     # the files later notebooks read, and prepare_splits finds them ready

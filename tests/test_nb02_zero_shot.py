@@ -35,11 +35,10 @@ def test_02_zero_shot(tiny_run):
             assert set(metrics.METRIC_NAMES) <= set(scores), subset
             assert all(0.0 <= scores[k] <= 1.0 for k in metrics.METRIC_NAMES)
 
-    # random weights: nothing to find, and the notebook measured that rather than assumed it
-    assert all(r["metrics"]["all"]["F1@M"] < 0.05 for r in records)
+    # the base was never taught the task: whatever it scores is measured, with what it cost
     gen = m["generation"]
-    assert gen["think"]["gen_tokens_mean"] > gen["direct"]["gen_tokens_mean"]
-    assert all(gen[v]["n"] == len(test) for v in VARIANTS)
+    assert all(gen[v]["n"] == len(test) and gen[v]["gen_tokens_mean"] > 0 for v in VARIANTS)
+    assert all(0 <= gen[v]["hit_limit"] <= len(test) for v in VARIANTS)
 
     # the predictions file is what mmkp-score reads, and it gives the recorded numbers
     pred = folder / "predictions" / "direct_pred.txt"

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from mmkp_helpers import rationale
 from mmkp_helpers.data import Example, read_jsonl, write_jsonl
 from mmkp_helpers.prompts import parse_generation
 from mmkp_helpers.teacher import (OpenAITeacher, OracleTeacher, TeacherAnswer, TeacherBudgetError, TeacherRun,
                                   TemplateTeacher, check_oracle_rationale, estimate_run, make_teacher, run_teacher)
 from mmkp_helpers.teacher import MissingAPIKeyError, leaks_gold, load_cache
+from mmkp_helpers.teacher.oracle import STYLES
 from mmkp_helpers.teacher.tokens import image_tokens, qwen_token_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -358,18 +360,35 @@ def test_estimate_run(posts):
 # ------------------------------------------------------------------------------------------------
 # The oracle
 # ------------------------------------------------------------------------------------------------
-def test_oracle_rationales_are_faithful_short_and_deterministic(oracle_set):
-    teacher = OracleTeacher()
+@pytest.mark.parametrize("style", STYLES)
+def test_oracle_rationales_are_faithful_well_formed_and_deterministic(oracle_set, style):
+    teacher = OracleTeacher(style=style)
     answers = [teacher.answer(ex) for ex in oracle_set]
     for ex, ans in zip(oracle_set, answers):
         assert check_oracle_rationale(ex, ans.rationale) == [], (ex.id, ans.rationale)
         assert ans.keyphrases == ex.keyphrases and ans.input_tokens == ans.output_tokens == 0 and ans.seconds > 0
-    words = [len(a.rationale.split()) for a in answers]
+        # by the project's own quality check, every teacher rationale is closed, loop-free and consistent
+        assert rationale.check(ans.raw, hit_limit=False).kind == "well_formed", ans.raw
+        assert rationale.conclusions(ans.rationale) == ex.keyphrases  # concluded in the answer's order
     tokens = [qwen_token_count(a.rationale) for a in answers]
-    assert sum(words) / len(words) < 45 and max(words) <= 60
-    assert 20 <= sum(tokens) / len(tokens) <= 60
-    assert [OracleTeacher().answer(ex).raw for ex in oracle_set[:20]] == [a.raw for a in answers[:20]]
+    low, high = {"compact": (5, 30), "verbose": (20, 60), "running": (20, 75)}[style]
+    assert low <= sum(tokens) / len(tokens) <= high, sum(tokens) / len(tokens)
+    assert [OracleTeacher(style=style).answer(ex).raw for ex in oracle_set[:20]] == [a.raw for a in answers[:20]]
     assert answers[0].raw == f"<think>{answers[0].rationale}</think>\nKeyphrases: " + "; ".join(oracle_set[0].keyphrases)
+    assert f"style-{style}-wording" in OracleTeacher(style=style).cache_key()
+
+
+def test_oracle_styles_differ_and_are_checked(oracle_set):
+    ex = next(e for e in oracle_set if e.meta["needs"] == "composition" and e.meta["truth"]["scene"])
+    texts = {s: OracleTeacher(style=s).answer(ex).rationale for s in STYLES}
+    assert len(set(texts.values())) == len(STYLES)
+    assert len(texts["compact"]) < len(texts["verbose"]) < len(texts["running"])
+    left, right = ex.meta["truth"]["primaries"]
+    assert all(left in t and right in t and ex.meta["truth"]["colour"] in t for t in texts.values())
+    with pytest.raises(ValueError, match="unknown rationale style 'haiku'"):
+        OracleTeacher(style="haiku")
+    with pytest.raises(ValueError, match="unknown rationale style"):
+        make_teacher("oracle", style="")
 
 
 def test_oracle_refuses_posts_without_ground_truth():
@@ -378,36 +397,43 @@ def test_oracle_refuses_posts_without_ground_truth():
 
 
 def test_check_catches_unfaithful_rationales(oracle_set):
-    ex = next(e for e in oracle_set if e.meta["truth"]["colour"] and e.meta["truth"]["scene"])
-    good = OracleTeacher().answer(ex).rationale
+    ex = next(e for e in oracle_set if e.meta["needs"] == "image" and e.meta["truth"]["scene"])
+    good = OracleTeacher(style="verbose").answer(ex).rationale
     truth = ex.meta["truth"]
+    kp = f"{truth['colour']} {truth['topic']}"
     wrong = "red" if truth["colour"] != "red" else "blue"
-    bad_colour = good.replace(f"is {truth['colour']}", f"is {wrong}")
+    bad_colour = good.replace(f"is {truth['colour']}", f"is {wrong}").replace(f": {kp}", f": {wrong} {truth['topic']}")
     assert any("wrong colour" in p for p in check_oracle_rationale(ex, bad_colour))
     no_scene = good.split(" the background")[0]
     assert any(f"'{truth['scene']}'" in p for p in check_oracle_rationale(ex, no_scene))
     steps = good.rstrip(".").split(". ")
     assert any("order" in p for p in check_oracle_rationale(ex, ". ".join(reversed(steps)) + "."))
     assert check_oracle_rationale(ex, "") == ["empty rationale"]
+    comp = next(e for e in oracle_set if e.meta["needs"] == "composition")
+    mixed = OracleTeacher(style="compact").answer(comp).rationale
+    first = comp.meta["truth"]["primaries"][0]
+    other = next(c for c in ("red", "blue", "yellow") if c not in comp.meta["truth"]["primaries"])
+    assert check_oracle_rationale(comp, mixed.replace(f"left {first}", f"left {other}"))  # a shape misread
 
 
 def test_noisy_oracle_error_rate(oracle_set):
     """Noise is drawn per example from a hash of (seed, id): a Bernoulli(0.3) per post, fixed
-    once the seed is. So (1) the posts whose rationale has problems are exactly the ones the
-    teacher planned noise for, and (2) their share is 0.3 up to the binomial spread: with
-    n = 180 posts, sd = sqrt(0.3 * 0.7 / 180) = 0.034; we allow 2.5 sd (0.086), less the
-    ~1% of posts where no noise kind can apply (a topic alone: nothing to drop or recolour).
-    The assertion is deterministic (the seed fixes the draw); the tolerance says the seed is
-    not cherry-picked: any seed passes with probability ~99%."""
+    once the seed is; a drawn post stays faithful when no noise kind applies to it (a text post
+    naming only its topic: nothing to drop or recolour). So (1) the posts whose rationale has
+    problems are exactly the ones the teacher planned noise for, and (2) among the posts where
+    some kind applies, the share is 0.3 up to the binomial spread (2.5 sd allowed; the seed is
+    fixed, so the assertion is deterministic, and any seed passes with probability ~99%)."""
     noisy = OracleTeacher(noise=0.3, seed=0)
+    always = OracleTeacher(noise=1.0, seed=0)
+    applicable = [ex for ex in oracle_set if always.planned_noise(ex)]
     plan = {ex.id: noisy.planned_noise(ex) for ex in oracle_set}
     problems = {ex.id: check_oracle_rationale(ex, noisy.answer(ex).rationale) for ex in oracle_set}
     assert {i for i, p in problems.items() if p} == {i for i, k in plan.items() if k}
-    share = sum(1 for k in plan.values() if k) / len(oracle_set)
-    sd = math.sqrt(0.3 * 0.7 / len(oracle_set))
+    share = sum(1 for ex in applicable if plan[ex.id]) / len(applicable)
+    sd = math.sqrt(0.3 * 0.7 / len(applicable))
     assert abs(share - 0.3) <= 2.5 * sd, share
     kinds = [k for k in plan.values() if k]
-    assert kinds.count("colour") >= 10 and kinds.count("drop") >= 10  # both kinds (here 19 and 37 of 56)
+    assert kinds.count("colour") >= 5 and kinds.count("drop") >= 5
     for ex in oracle_set:
         if plan[ex.id] == "colour":
             assert any("wrong colour" in p for p in problems[ex.id])

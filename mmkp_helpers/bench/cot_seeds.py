@@ -41,18 +41,23 @@ from mmkp_helpers.bench import run_jobs
 METHODS = ("sft", "fine_tune_cot", "fine_tune_cot_noisy", "dynamic_cot")
 COMPARED = ("all", "needs:text", "needs:composition", "text+image", "unseen:text+image", "image", "kind:present")
 NOTEBOOK = "04_fine_tune_cot"
+DYNAMIC_NOTEBOOK = "05_dynamic_cot"
+#: notebook 05's parameters that make its Dynamic CoT policy
+POLICY_PARAMETERS = ("variant", "margin", "warmup_epochs", "window_epochs", "interval", "gamma", "quantile", "mix_share",
+                     "share", "switch_back")
 
 
-def _params(seed: int, overrides: dict) -> dict:
+def _params(seed: int, overrides: dict, notebook: str = NOTEBOOK) -> dict:
     from mmkp_helpers import experiment
 
-    return experiment.notebook_parameters(NOTEBOOK) | {"seed": seed} | overrides
+    return experiment.notebook_parameters(notebook) | {"seed": seed} | overrides
 
 
 def _teacher(params: dict, noise: float = 0.0):
+    """The oracle of a notebook's parameters (notebook 05 has no teacher_mode: rationalize, as 04)."""
     from mmkp_helpers.teacher import make_teacher
 
-    return make_teacher("oracle", mode=params["teacher_mode"], seed=params["seed"], noise=noise,
+    return make_teacher("oracle", mode=params.get("teacher_mode", "rationalize"), seed=params["seed"], noise=noise,
                         style=params["rationale_style"])
 
 
@@ -88,11 +93,11 @@ def _run(job: dict) -> list[dict]:
     from mmkp_helpers.dynamic_cot import PolicySettings
     from mmkp_helpers.teacher import run_teacher
 
-    p = _params(job["seed"], job["overrides"])
+    method = job["method"]
+    p = _params(job["seed"], job["overrides"], DYNAMIC_NOTEBOOK if method == "dynamic_cot" else NOTEBOOK)
     splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, verbose=False)["clean"]
     train, valid, test = (data.read_jsonl(splits[s]) for s in ("train", "valid", "test"))
     seen = data.read_keyphrase_list(splits["train"].parent / "train_keyphrases.txt")
-    method = job["method"]
     noise = p["noisy_teacher_noise"] if method == "fine_tune_cot_noisy" else 0.0
     teacher = None if method == "sft" else _teacher(p, noise)
     rationales = None if teacher is None else run_teacher(teacher, train, Path(job["work"]) / "teacher",
@@ -118,7 +123,7 @@ def _run(job: dict) -> list[dict]:
                                         max_new_tokens=budget)))
         return rows
     # Dynamic CoT, then its controls: the replay of its CoT exposure and (benefit) its permuted labels
-    policy = PolicySettings.from_dict({"seed": job["seed"]} | job["policy"])
+    policy = PolicySettings.from_dict({k: p[k] for k in POLICY_PARAMETERS} | {"seed": job["seed"]} | job["policy"])
     dyn_settings = dataclasses.replace(settings, decision_loss=p["decision_loss"], decision_weight=p["decision_weight"])
     reference = None
     runs = [("dynamic_cot", policy)]
@@ -200,6 +205,89 @@ def summarize(path: str | os.PathLike, baseline: str = "sft", method: str = "fin
     return out
 
 
+#: The measured goal of Dynamic CoT on the tiny profile (issue "Dynamic CoT that chooses").
+DYNAMIC_GOAL = {"think_share": (0.1, 0.9), "composition_over_text": 2.0, "f1m_minus_best_baseline": -0.01,
+                "unseen_minus_fine_tune_cot": -0.02, "tokens_ratio": 0.5, "above_control_seeds": 3}
+
+
+def summarize_dynamic(path: str | os.PathLike, tag: str = "default") -> dict:
+    """Over the seeds that ran SFT and Fine-tune-CoT (free decoding) and the Dynamic CoT setting
+    ``tag`` with its replay control (``auto`` decoding): per method the mean F1@M (all and the
+    compared subsets), tokens and seconds per post, think share (all and per subset), and the
+    measured goal (:data:`DYNAMIC_GOAL`) with its values and checks."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    by_seed: dict = {}
+    for r in rows:
+        dyn = r["method"].startswith("dynamic")
+        if (dyn and (r.get("tag") != tag or r.get("decoding") != "auto")) or (not dyn and r.get("decoding", "free") != "free"):
+            continue
+        by_seed.setdefault(r["seed"], {})[r["method"]] = r
+    names = ("sft", "fine_tune_cot", "dynamic_cot", "dynamic_replay")
+    complete = {seed: v for seed, v in sorted(by_seed.items()) if all(n in v for n in names)}
+    out: dict = {"tag": tag, "seeds": sorted(complete), "methods": {}}
+    if not complete:
+        return out
+    mean = lambda xs: round(sum(xs) / len(xs), 4)
+    present = [n for n in names + ("dynamic_permuted",) if all(n in v for v in complete.values())]
+    for n in present:
+        runs = [v[n] for v in complete.values()]
+        out["methods"][n] = {"F1@M": {s: mean([r["F1@M"][s] for r in runs]) for s in COMPARED if s in runs[0]["F1@M"]},
+                             "F1@M_by_seed": [round(r["F1@M"]["all"], 4) for r in runs],
+                             "gen_tokens_mean": mean([r["gen_tokens_mean"] for r in runs]),
+                             "seconds_per_post": mean([r["seconds_per_post"] for r in runs]),
+                             "think_share": mean([r["think_share"] for r in runs]),
+                             "think_share_by_subset": {g: mean([r["think_share_by_subset"].get(g, 0.0) for r in runs])
+                                                       for g in runs[0]["think_share_by_subset"]},
+                             "well_formed_share": mean([r["well_formed_share"] for r in runs])
+                             if all(r.get("well_formed_share") is not None for r in runs) else None}
+    m = out["methods"]
+    d, f, s = m["dynamic_cot"], m["fine_tune_cot"], m["sft"]
+    text_share = d["think_share_by_subset"].get("needs:text", 0.0)
+    values = {"think_share": d["think_share"],
+              "composition_over_text": (d["think_share_by_subset"].get("needs:composition", 0.0) / text_share
+                                        if text_share else float("inf") if d["think_share_by_subset"].get("needs:composition") else 0.0),
+              "f1m_minus_best_baseline": round(d["F1@M"]["all"] - max(s["F1@M"]["all"], f["F1@M"]["all"]), 4),
+              "unseen_minus_fine_tune_cot": round(d["F1@M"]["unseen:text+image"] - f["F1@M"]["unseen:text+image"], 4),
+              "tokens_ratio": round(d["gen_tokens_mean"] / f["gen_tokens_mean"], 4),
+              "above_control_seeds": sum(v["dynamic_cot"]["F1@M"]["all"] > v["dynamic_replay"]["F1@M"]["all"]
+                                         for v in complete.values()),
+              "minus_control_mean": round(d["F1@M"]["all"] - m["dynamic_replay"]["F1@M"]["all"], 4)}
+    g = DYNAMIC_GOAL
+    checks = {"think_share": g["think_share"][0] <= values["think_share"] <= g["think_share"][1],
+              "composition_over_text": values["composition_over_text"] >= g["composition_over_text"],
+              "f1m_minus_best_baseline": values["f1m_minus_best_baseline"] >= g["f1m_minus_best_baseline"],
+              "unseen_minus_fine_tune_cot": values["unseen_minus_fine_tune_cot"] >= g["unseen_minus_fine_tune_cot"],
+              "tokens_ratio": values["tokens_ratio"] <= g["tokens_ratio"],
+              "above_control_seeds": len(complete) >= 4 and values["above_control_seeds"] >= g["above_control_seeds"]}
+    out["goal"] = {"values": values, "checks": checks, "met": all(checks.values())}
+    return out
+
+
+#: The measured goal of Fine-tune-CoT on the tiny profile (issue "A student that can reason").
+GOAL = {"unseen_higher_seeds": 3, "unseen_gain_mean": 0.05, "all_diff_mean": -0.02, "well_formed_min": 0.95}
+
+
+def goal_fine_tune_cot(summary: dict) -> dict:
+    """The measured goal read from :func:`summarize`: Fine-tune-CoT above SFT on the held-out colour
+    x object pairs on at least 3 of 4 seeds with a mean gain of at least +0.05 F1@M, its F1@M over
+    all keyphrases at most 0.02 below SFT's on average, at least 95% of its free generations
+    well-formed on every seed; each count, and whether all hold (``met``)."""
+    unseen = summary["subsets"].get("unseen:text+image", {})
+    every = summary["subsets"].get("all", {})
+    wf = summary.get("well_formed_share", {})
+    out = {"seeds": summary["seeds"], "unseen_higher_seeds": unseen.get("method_higher"),
+           "unseen_gain_mean": unseen.get("diff_mean"), "all_diff_mean": every.get("diff_mean"),
+           "well_formed_min": wf.get("min"), "well_formed_mean": wf.get("mean")}
+    out["checks"] = {
+        "unseen_higher_seeds": out["unseen_higher_seeds"] is not None and out["unseen_higher_seeds"] >= GOAL["unseen_higher_seeds"]
+        and summary["seeds"] >= 4,
+        "unseen_gain_mean": out["unseen_gain_mean"] is not None and out["unseen_gain_mean"] >= GOAL["unseen_gain_mean"],
+        "all_diff_mean": out["all_diff_mean"] is not None and out["all_diff_mean"] >= GOAL["all_diff_mean"],
+        "well_formed_min": out["well_formed_min"] is not None and out["well_formed_min"] >= GOAL["well_formed_min"]}
+    out["met"] = all(out["checks"].values())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
@@ -218,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarize", metavar="FILE")
     args = parser.parse_args(argv)
     if args.summarize:
-        print(json.dumps({"fine_tune_cot_vs_sft": summarize(args.summarize)}, indent=1))
+        sweep = summarize(args.summarize)
+        print(json.dumps({"fine_tune_cot_vs_sft": sweep, "goal": goal_fine_tune_cot(sweep),
+                          "dynamic": summarize_dynamic(args.summarize, args.tag)}, indent=1))
         return 0
     from mmkp_helpers import data, modeling, overlap
     from mmkp_helpers.teacher import run_teacher

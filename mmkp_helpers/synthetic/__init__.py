@@ -57,8 +57,9 @@ post, and ``series_tags`` tags (default 3) that no other account uses. An accoun
 near-duplicates of one another. A model can learn an account's tags only by memorising its posts;
 on a post of an account it never saw, the tags are unseen and no rule recovers them.
 
-**Unseen keyphrases.** A few colour x topic pairs (``heldout_combos``, default 8 of 60) never occur
-in training. In valid and test, exactly ``unseen_share`` (90%) of the composition posts use a
+**Unseen keyphrases.** Half the colour x topic pairs (``heldout_combos``, default 30 of 60: three of each
+object's six colours) never occur in training, so a direct answer cannot lean on the colours an
+object usually has. In valid and test, exactly ``unseen_share`` (90%) of the composition posts use a
 held-out pair: the keyphrase (``green car``) was never seen, but both of its words were (image
 and text posts never use a held-out pair, so every unseen colour x object keyphrase is one
 reached through the mixing rule).
@@ -90,10 +91,10 @@ from .files import (VERSION, kind_shares, make_synthetic, manifest, near_duplica
                     unseen_stats)
 from .generator import (SyntheticConfig, compose_text, generate, generate_from, heldout_pairs, keyphrases_of,
                         shingles)
-from .vocabulary import (COLOURS, EVENTS, KINDS, MIXES, NEEDS, NO_SCENE, PRIMARIES, SCENES, SERIES_NAMES, SHAPES,
+from .vocabulary import (COLOUR_RGB, COLOURS, EVENTS, KINDS, MIXES, NEEDS, NO_SCENE, PRIMARIES, SCENES, SERIES_NAMES, SHAPES,
                          SIDES, SIGNATURE, TAGS, TOPICS, mix, pairs_for)
 
-__all__ = ["caption", "draw_plan", "render_image", "VERSION", "kind_shares", "make_synthetic", "manifest",
+__all__ = ["COLOUR_RGB", "caption", "draw_plan", "render_image", "VERSION", "kind_shares", "make_synthetic", "manifest",
            "near_duplicate_stats", "needs_counts", "unseen_stats", "SyntheticConfig", "compose_text", "generate",
            "generate_from", "heldout_pairs", "keyphrases_of", "shingles", "COLOURS", "EVENTS", "KINDS", "MIXES",
            "NEEDS", "NO_SCENE", "PRIMARIES", "SCENES", "SERIES_NAMES", "SHAPES", "SIDES", "SIGNATURE", "TAGS",

@@ -30,7 +30,7 @@ class SyntheticConfig:
     p_image: float = 0.35                # share of image posts (one shape); ...
     p_composition: float = 0.25          # ... of composition posts (two shapes); the others are text posts
     p_scene: float = 0.85                # share of image and composition posts with a scene background
-    heldout_combos: int = 8              # colour x topic pairs never used in training
+    heldout_combos: int = 30             # colour x topic pairs never used in training (3 of the 6 colours of each topic)
     unseen_share: float = 0.9            # share of valid/test composition posts that use a held-out pair
     dup_share: float = 0.3               # share of the original test split that near-duplicates train
     n_series: int = 8                    # recurring accounts among the training posts ...
@@ -46,8 +46,9 @@ class SyntheticConfig:
                 raise ValueError(f"{name}={value} must lie in [0, 1]")
         if self.p_image + self.p_composition > 1.0:
             raise ValueError(f"p_image + p_composition = {self.p_image + self.p_composition} must be at most 1")
-        if not 0 <= self.heldout_combos <= len(TOPICS):
-            raise ValueError(f"heldout_combos must lie in [0, {len(TOPICS)}]")
+        most = len(TOPICS) * (len(COLOURS) // 2)  # three rounds of topics: each keeps three seen colours
+        if not 0 <= self.heldout_combos <= most:
+            raise ValueError(f"heldout_combos must lie in [0, {most}]")
         if min(self.n_train, self.n_valid, self.n_test) < 0 or self.n_train < 1:
             raise ValueError("split sizes must be >= 0 (and n_train >= 1)")
         if round(self.dup_share * self.n_test) > self.n_train:
@@ -80,14 +81,16 @@ class SyntheticConfig:
 
 
 def heldout_pairs(config: SyntheticConfig) -> list[tuple[str, str]]:
-    """The held-out (colour, topic) pairs: distinct topics, colours spread evenly, so every word
-    keeps seen combinations in training."""
+    """The held-out (colour, topic) pairs, spread evenly: the topics in turn (a shuffled order),
+    each new round of topics taking colours two steps further along a shuffled colour order, so no
+    pair repeats, every topic keeps at least one seen colour and every colour seen topics."""
     rng = random.Random(f"{config.seed}-heldout")
     topics = list(TOPICS)
     colours = list(COLOURS)
     rng.shuffle(topics)
     rng.shuffle(colours)
-    return [(colours[j % len(colours)], topics[j]) for j in range(config.heldout_combos)]
+    n = len(topics)
+    return [(colours[(j % n + 2 * (j // n)) % len(colours)], topics[j % n]) for j in range(config.heldout_combos)]
 
 
 def exact_flags(rng: random.Random, n: int, share: float) -> list[bool]:

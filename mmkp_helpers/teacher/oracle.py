@@ -45,6 +45,8 @@ from .base import Teacher, format_answer
 
 NOISE_KINDS = ("colour", "drop")
 STYLES = ("verbose", "compact", "running")
+#: Bumped whenever a style's wording changes, so that cached rationales of an older wording are not reused.
+WORDING_VERSION = 2
 
 
 def _unit(*parts) -> float:
@@ -76,12 +78,12 @@ def _colour_step(truth: dict, kp: str, colour: str, style: str) -> str:
         form = (truth.get("shapes") or ["shape"])[0]
         if style == "compact":
             return f"centre {colour}, {topic}: {kp}"
-        return f"the {form} in the centre is {colour}, so the {topic} is {colour}: {kp}"
+        return f"the picture shows a {colour} {form} in the centre, so the {topic} is {colour}: {kp}"
     (left, right), (f_left, f_right) = truth["primaries"], truth["shapes"]
     if style == "compact":
         made = f"{left} and {right} make {colour}" if left != right else f"{left} stays {colour}"
         return f"left {left}, right {right}, {made}, {topic}: {kp}"
-    shapes = f"the {f_left} on the left is {left} and the {f_right} on the right is {right}"
+    shapes = f"the picture shows a {left} {f_left} on the left and a {right} {f_right} on the right"
     made = f"{left} and {right} make {colour}" if left != right else f"both are {left}"
     return f"{shapes}; {made}, so the {topic} is {colour}: {kp}"
 
@@ -96,7 +98,7 @@ class OracleTeacher(Teacher):
     model = "ground-truth"
 
     def __init__(self, mode: str = "rationalize", noise: float = 0.0, noise_kinds=NOISE_KINDS, seed: int = 0,
-                 count_tokens: bool = False, style: str = "verbose"):
+                 count_tokens: bool = False, style: str = "running"):
         super().__init__(mode, count_tokens)
         if not 0.0 <= float(noise) <= 1.0:
             raise ValueError(f"noise={noise} must lie in [0, 1]")
@@ -115,7 +117,7 @@ class OracleTeacher(Teacher):
 
     def _key_parts(self) -> list[str]:
         return super()._key_parts() + [f"noise{self.noise:g}", "+".join(self.noise_kinds), f"seed{self.seed}",
-                                       f"style-{self.style}"]
+                                       f"style-{self.style}", f"wording{WORDING_VERSION}"]
 
     # ---------------------------------------------------------------- steps
     @staticmethod

@@ -1,0 +1,112 @@
+"""The CoT seed sweep: it runs the notebooks' own settings (its seed 0 is the committed notebooks'
+run, to the last digit), its summaries count seeds honestly, and the measured goals are read the
+same way notebooks 04 and 05 and the README read them."""
+import json
+from pathlib import Path
+
+import pytest
+
+from mmkp_helpers import experiment
+from mmkp_helpers.bench import cot_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ROOT / "results" / "bench" / "cot_seeds_cpu2.jsonl"
+RUN = ROOT / "results" / "tiny"
+
+
+def _rows():
+    return [json.loads(line) for line in SWEEP.read_text().splitlines() if line.strip()]
+
+
+def _record(notebook, method, variant):
+    records = json.loads((RUN / notebook / "metrics.json").read_text())
+    return next(r for r in records if r["method"] == method and r["variant"] == variant)
+
+
+def test_the_sweep_runs_the_notebooks_settings():
+    """The recipe every method trains with is built from the notebooks' own parameters cells, and
+    the parameters the notebooks share agree."""
+    p3, p4, p5 = (experiment.notebook_parameters(nb) for nb in ("03_sft_qlora", "04_fine_tune_cot", "05_dynamic_cot"))
+    for k in experiment.RECIPE_PARAMETERS:
+        assert p3[k] == p4[k] == p5[k], k
+    for k in ("gen_batch_size", "max_new_tokens", "model_name", "prompt_keyphrases"):
+        assert p3[k] == p4[k] == p5[k], k
+    assert p4["rationale_style"] == p5["rationale_style"] and p4["max_new_tokens_cot"] == p5["max_new_tokens_cot"]
+    settings, lora, load = experiment.recipe(p4)
+    assert settings.max_steps == p4["max_steps"] and lora["r"] == p4["lora_r"] and load["min_pixels"] == p4["min_pixels"]
+    assert {k: p5[k] for k in cot_seeds.POLICY_PARAMETERS}
+
+
+@pytest.mark.skipif(not (SWEEP.is_file() and (RUN / "05_dynamic_cot" / "metrics.json").is_file()),
+                    reason="the committed sweep and results/tiny")
+def test_seed_0_of_the_sweep_is_the_notebooks_run():
+    """Same machine, same threads: the sweep's seed 0 and the committed notebooks give the same
+    scores, every subset, to the last digit."""
+    rows = {(r["method"], r["decoding"]): r for r in _rows() if r["seed"] == 0 and r.get("tag", "default") == "default"}
+    pairs = [(("sft", "free"), ("03_sft_qlora", "sft", "text+image")),
+             (("fine_tune_cot", "free"), ("04_fine_tune_cot", "fine_tune_cot", "free")),
+             (("fine_tune_cot", "forced_direct"), ("04_fine_tune_cot", "fine_tune_cot", "forced_direct")),
+             (("dynamic_cot", "auto"), ("05_dynamic_cot", "dynamic_cot", "benefit")),
+             (("dynamic_replay", "auto"), ("05_dynamic_cot", "dynamic_cot", "replay_control"))]
+    for key, where in pairs:
+        swept, notebook = rows[key], _record(*where)
+        assert swept["F1@M"] == {k: v["F1@M"] for k, v in notebook["metrics"].items()}, key
+        assert swept["gen_tokens_mean"] == pytest.approx(notebook["gen_tokens_mean"]), key
+        assert swept["think_share"] == notebook["think_share"], key
+
+
+@pytest.mark.skipif(not SWEEP.is_file(), reason="the committed sweep")
+def test_the_committed_sweep_is_complete_and_summarised():
+    rows = _rows()
+    seeds = {r["seed"] for r in rows}
+    assert seeds >= {0, 1, 2, 3}
+    methods = {(r["method"], r["decoding"]) for r in rows}
+    assert {("sft", "free"), ("fine_tune_cot", "free"), ("fine_tune_cot", "forced_direct"),
+            ("fine_tune_cot_noisy", "free"), ("dynamic_cot", "auto"), ("dynamic_replay", "auto"),
+            ("dynamic_permuted", "auto")} <= methods
+    s = cot_seeds.summarize(SWEEP)
+    assert s["seeds"] >= 4 and s["subsets"]["unseen:text+image"]["keyphrases"] >= 100
+    for subset in ("needs:text", "needs:composition"):
+        assert s["subsets"][subset]["posts"] > 100
+    goal = cot_seeds.goal_fine_tune_cot(s)
+    assert goal["checks"]["unseen_higher_seeds"] == (goal["unseen_higher_seeds"] >= 3)
+    d = cot_seeds.summarize_dynamic(SWEEP)
+    assert len(d["seeds"]) >= 4 and set(d["goal"]["checks"]) == set(cot_seeds.DYNAMIC_GOAL)
+    for r in rows:  # the replayed control had exactly the CoT exposure of its Dynamic CoT run
+        if r["method"] == "dynamic_replay":
+            dyn = next(x for x in rows if x["method"] == "dynamic_cot" and x["seed"] == r["seed"] and x["tag"] == r["tag"])
+            assert r["cot_visits"] == dyn["cot_visits"] and r["replay_short_steps"] == 0
+
+
+def _line(method, seed, all_f1, unseen, tokens, decoding="free", wf=None, think=0.0, **extra):
+    return json.dumps({"method": method, "seed": seed, "decoding": decoding, "tag": "default", "gen_tokens_mean": tokens,
+                       "seconds_per_post": 0.01, "think_share": think, "well_formed_share": wf,
+                       "think_share_by_subset": extra.pop("by", {"all": think}),
+                       "F1@M": {"all": all_f1, "unseen:text+image": unseen},
+                       "metrics": {"all": {"n": 10, "n_targets": 30}, "unseen:text+image": {"n": 5, "n_targets": 5}}}
+                      | extra)
+
+
+def test_summaries_and_goals_count_seeds(tmp_path):
+    lines = []
+    for seed, (sft_u, cot_u, wf) in enumerate([(0.5, 0.6, 0.97), (0.5, 0.62, 0.96), (0.5, 0.45, 0.99), (0.5, 0.7, 0.95)]):
+        lines += [_line("sft", seed, 0.80, sft_u, 10), _line("fine_tune_cot", seed, 0.79, cot_u, 50, wf=wf, think=1.0),
+                  _line("fine_tune_cot", seed, 0.1, 0.0, 20, decoding="forced_direct"),
+                  _line("dynamic_cot", seed, 0.80, cot_u - 0.01, 20, decoding="auto", think=0.3,
+                        by={"all": 0.3, "needs:text": 0.1, "needs:composition": 0.8}),
+                  _line("dynamic_replay", seed, 0.78 if seed != 1 else 0.81, 0.5, 22, decoding="auto", think=0.3)]
+    path = tmp_path / "sweep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    s = cot_seeds.summarize(path)
+    u = s["subsets"]["unseen:text+image"]
+    assert s["seeds"] == 4 and u["method_higher"] == 3 and u["diff_mean"] == pytest.approx((0.1 + 0.12 - 0.05 + 0.2) / 4)
+    assert s["well_formed_share"]["min"] == 0.95 and s["subsets"]["all"]["posts"] == 10
+    goal = cot_seeds.goal_fine_tune_cot(s)
+    assert goal["met"] and goal["checks"] == dict.fromkeys(cot_seeds.GOAL, True)
+    d = cot_seeds.summarize_dynamic(path)
+    v = d["goal"]["values"]
+    assert v["think_share"] == 0.3 and v["composition_over_text"] == pytest.approx(8.0)
+    assert v["tokens_ratio"] == pytest.approx(0.4) and v["above_control_seeds"] == 3
+    assert v["f1m_minus_best_baseline"] == pytest.approx(0.0) and d["goal"]["met"]
+    path.write_text("\n".join(lines[:-5]) + "\n")  # three seeds only: a 3-of-4 count cannot be met
+    assert not cot_seeds.goal_fine_tune_cot(cot_seeds.summarize(path))["checks"]["unseen_higher_seeds"]
