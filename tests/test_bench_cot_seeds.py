@@ -110,3 +110,28 @@ def test_summaries_and_goals_count_seeds(tmp_path):
     assert v["f1m_minus_best_baseline"] == pytest.approx(0.0) and d["goal"]["met"]
     path.write_text("\n".join(lines[:-5]) + "\n")  # three seeds only: a 3-of-4 count cannot be met
     assert not cot_seeds.goal_fine_tune_cot(cot_seeds.summarize(path))["checks"]["unseen_higher_seeds"]
+
+
+@pytest.mark.skipif(not SWEEP.is_file(), reason="the committed sweep")
+def test_what_the_committed_sweep_supports():
+    """The findings notebooks 04 and 05 and the README state, as the committed 4-seed sweep has them
+    (docs/measured_figures.md): on the 2-layer tiny student Fine-tune-CoT does not beat SFT (the
+    held-out pairs: above SFT on at most 1 of the seeds, lower on average; over all keyphrases lower
+    on every seed), its rationales are mostly but not 95% well-formed, and reasoning costs over 4x
+    the tokens. Dynamic CoT keeps SFT's accuracy (within 0.01 of the better baseline) at under half
+    of Fine-tune-CoT's tokens, but where it reasons is not where reasoning was meant to help (text
+    posts more often than composition posts) and its exposure-matched control does as well."""
+    s = cot_seeds.summarize(SWEEP)
+    goal = cot_seeds.goal_fine_tune_cot(s)
+    assert not goal["met"]
+    assert goal["unseen_higher_seeds"] <= 1 and goal["unseen_gain_mean"] < 0
+    assert s["subsets"]["all"]["method_higher"] == 0
+    assert 0.7 <= goal["well_formed_min"] < 0.95
+    assert s["gen_tokens_mean"]["fine_tune_cot"] > 4 * s["gen_tokens_mean"]["sft"]
+    d = cot_seeds.summarize_dynamic(SWEEP)
+    v, checks = d["goal"]["values"], d["goal"]["checks"]
+    assert checks["f1m_minus_best_baseline"] and checks["tokens_ratio"] and checks["think_share"]
+    assert not checks["composition_over_text"] and v["composition_over_text"] < 1
+    assert not checks["above_control_seeds"] and not d["goal"]["met"]
+    by_seed = [r["think_share"] for r in _rows() if r["method"] == "dynamic_cot" and r.get("tag", "default") == "default"]
+    assert min(by_seed) == 0 < max(by_seed)  # it reasons on some seeds only

@@ -8,7 +8,7 @@ from mmkp_helpers import claims, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = runner.list_notebooks()
-CLAIMED = ["00_vlm_primer", "01_benchmark_overlap", "02_zero_shot", "03_sft_qlora"]
+CLAIMED = ["00_vlm_primer", "01_benchmark_overlap", "02_zero_shot", "03_sft_qlora", "04_fine_tune_cot", "05_dynamic_cot"]
 
 
 def _rec(variant, f1m, n=10):

@@ -193,7 +193,6 @@ def test_runner_gives_kernels_plain_progress_and_reports_problems(tmp_path, monk
 def test_committed_records_hold_no_absolute_path():
     """The records beside the executed copies (metrics, measurements, params, environment) are read
     on other machines too: record_run writes paths inside the project relative to its root."""
-    import json
     import subprocess
 
     from mmkp_helpers import nbcheck

@@ -179,7 +179,7 @@ def test_predictions_line_count_mismatch(tmp_path, cmkp_dir, capsys):
     pred = tmp_path / "pred.txt"
     pred.write_text("a;b\nc\n")
     assert read_predictions(pred, expected_lines=2) == [["a", "b"], ["c"]]
-    with pytest.raises(DataError, match=rf"pred\.txt:3: predictions end after 2 lines but the source has 3"):
+    with pytest.raises(DataError, match=r"pred\.txt:3: predictions end after 2 lines but the source has 3"):
         read_predictions(pred, expected_lines=3)
     with pytest.raises(DataError, match=r"pred\.txt:2: extra line"):
         read_predictions(pred, expected_lines=1)

@@ -34,6 +34,13 @@ def test_00_vlm_primer(tiny_run):
     assert m["full_precision"] == "float32 on the CPU" and "nats" in m["train_loss_unit"]
     # the Summary's numbers are computed claims that the record reproduces
     assert m["summary_claims"] and claims.check(m["summary_claims"], [], m) == []
+    # the tiny base: Qwen's vocabulary cut to the benchmark, pretrained (its loss fell), and it
+    # describes fresh pictures (six of them; the section's table shows each)
+    base = m["base"]
+    assert base is not None and base["vocab_size"] % 64 == 0 and base["vocab_size"] < 151_936 // 10
+    assert base["loss_last_50"] < 0.5 * base["loss_first"]
+    assert base["caption_exact_share"] >= 0.5
+    assert (folder / "base_pretraining.png").stat().st_size > 1000
     params = results.read_json(folder / "params.json")
     assert params["profile"] == "tiny" and params["model_name"] == "tiny-qwen2_vl"
     # the executed notebook carries the same record as a display bundle
