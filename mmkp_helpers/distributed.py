@@ -87,6 +87,6 @@ def gather_ledger(ledger):
     merged = type(ledger)()
     rows = [(int(h[0]), rank, i, h) for rank, part in enumerate(parts) for i, h in enumerate(part["history"])]
     merged.load_state({"history": [h for *_, h in sorted(rows, key=lambda r: r[:3])], "latest": {}})
-    for _, example_id, form, loss in merged.history:  # latest = the last record of each (id, form)
+    for _, example_id, form, loss, _answer in merged.history:  # latest = the last record of each (id, form)
         merged.latest.setdefault(example_id, {})[form] = loss
     return merged

@@ -264,6 +264,7 @@ class KeyphraseTrainer(Trainer):
         labels = inputs.pop("labels")
         answer_mask = inputs.pop("answer_mask", None)
         parts = fused_parts(model) if self.fused_loss else None
+        positions = None  # the fused path's losses cover every position; the other keeps these
         if parts is not None:
             outputs, losses, mask = fused_token_losses(parts, inputs, labels)
         else:
@@ -286,7 +287,8 @@ class KeyphraseTrainer(Trainer):
             plain = losses.detach() * mask  # the ledger keeps the plain (unweighted) token losses
             per_example = plain.sum(1) / mask.sum(1).clamp(min=1)
             if answer_mask is not None:
-                answer = answer_mask[:, 1:].to(plain.device).to(plain.dtype) * mask
+                answer = answer_mask[:, 1:] if positions is None else answer_mask[:, positions.to(answer_mask.device) + 1]
+                answer = answer.to(plain.device).to(plain.dtype) * mask
                 per_answer = (plain * answer).sum(1) / answer.sum(1).clamp(min=1)
             else:
                 per_answer = per_example

@@ -153,7 +153,8 @@ def test_target_forms_state(tmp_path):
     with pytest.raises(ValueError):
         forms["a"] = "sometimes"
     with pytest.raises(ValueError):
-        TargetForms(default="both")
+        TargetForms(default="sometimes")
+    assert TargetForms(default="both")["a"] == "both"  # each visit then trains one form (resolve)
 
 
 def test_train_record_target():

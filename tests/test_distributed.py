@@ -91,7 +91,7 @@ def read_report(folder: Path, rank: int):
 
 def steps_of(ledger) -> dict[int, set[str]]:
     out: dict[int, set[str]] = {}
-    for step, example_id, _form, _loss in ledger:
+    for step, example_id, *_ in ledger:
         out.setdefault(int(step), set()).add(example_id)
     return out
 

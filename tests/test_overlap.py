@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 
 from mmkp_helpers import overlap
 from mmkp_helpers.data import Example, load_cmkp, read_jsonl, read_keyphrase_list, write_jsonl
-from mmkp_helpers.synthetic import generate
+from mmkp_helpers.synthetic import SyntheticConfig, generate
 
 
 # ------------------------------------------------------------------ fixtures
@@ -219,7 +219,8 @@ def test_clean_split_synthetic(synthetic_pool):
     pool = synthetic_pool
     sizes = overlap._sizes(len(pool), 0.1, 0.15)
     clean, info = overlap.build_clean_split(pool, sizes, seed=0, unseen_share=0.1)
-    assert {k: len(v) for k, v in clean.items()} == sizes == {"train": 750, "valid": 100, "test": 150}
+    assert {k: len(v) for k, v in clean.items()} == sizes and sum(sizes.values()) == len(pool)
+    assert (sizes["valid"], sizes["test"]) == (round(0.1 * len(pool)), round(0.15 * len(pool)))
     assert sorted(e.id for v in clean.values() for e in v) == sorted(e.id for e in pool)
     assert _cross_pairs(clean, 0.5, brute=True) == 0                # literally every pair checked
     unseen = overlap.keyphrase_overlap(clean["train"], clean["test"])["exact"]["unseen_occurrence_share"]
@@ -285,18 +286,23 @@ def test_prepare_splits_synthetic(tmp_path):
         assert set(paths[variant]) == {"train", "valid", "test"}
         assert (folder / variant / "train_keyphrases.txt").is_file()
     test = read_jsonl(paths["clean"]["test"])
-    assert len(test) == 150 and all(Path(e.image).is_file() for e in test)    # images reachable
     manifest = overlap.read_manifest(tmp_path, "synthetic")
+    sizes = manifest["sizes"]
+    assert sum(sizes.values()) == manifest["pool"] and sizes["test"] == round(overlap.TEST_SHARE["synthetic"] * manifest["pool"])
+    assert len(test) == sizes["test"] and all(Path(e.image).is_file() for e in test)    # images reachable
     f = manifest["figures"]
     assert f["clean"]["text"]["test_vs_train"]["near_duplicates"] == 0
     assert f["original"]["text"]["test_vs_train"]["near_duplicate_share"] > 0.1
-    assert abs(f["clean"]["unseen_share"]["test"] - overlap.UNSEEN_SHARE["synthetic"]) <= 0.02
-    assert manifest["params"]["unseen_share"] == 0.39 and manifest["clean_split"]["within_tolerance"]
+    # no steering on the synthetic pool: the unseen share is what whole clusters and the held-out
+    # colour x object pairs give, none in the random split (every keyphrase recurs in its train)
+    assert manifest["params"]["unseen_share"] is None and overlap.UNSEEN_SHARE["synthetic"] is None
+    assert f["clean"]["unseen_share"]["test"] > 0.1 > f["original"]["unseen_share"]["test"]
+    assert manifest["clean_split"]["within_tolerance"]
     assert manifest["dataset_label"] == "synthetic" and manifest["cmkp"] is None
     assert manifest["inputs"]["clean"]["test"] == "text+image" and manifest["images"]["n_fallback"] == 0
     # the held-out colour x object pairs stay unseen on the clean split: reachable unseen keyphrases
     forced = manifest["clean_split"]["forced_unseen_keyphrases"]
-    assert len(forced) == 8
+    assert len(forced) == SyntheticConfig().heldout_combos
     seen = set(read_keyphrase_list(folder / "clean" / "train_keyphrases.txt"))
     unseen_kinds = [ex.kinds[kp] for ex in test for kp in ex.keyphrases if kp not in seen]
     assert unseen_kinds.count("text+image") >= 20 and set(unseen_kinds) == {"tag", "text+image"}

@@ -77,7 +77,9 @@ def test_consistency_fallback_without_markers():
 def test_failure_kinds_of_crafted_generations():
     looping = check(LOOPING, hit_limit=False)
     assert looping.kind == "loop" and not looping.loop_free and not looping.consistent and looping.closed
-    assert looping.loop_ngram == "green bike snow" and looping.answer == ["bike"]
+    # the loop check reads the reasoning without its conclusion lists (the first step's "green bike."
+    # is a conclusion), so the first thrice-repeated trigram it meets is "snow green bike"
+    assert looping.loop_ngram == "snow green bike" and looping.answer == ["bike"]
 
     unclosed = check(STOPPED_UNCLOSED, hit_limit=False)  # stopped on its own: not cut off
     assert unclosed.kind == "unclosed" and not unclosed.closed and not unclosed.has_answer

@@ -508,6 +508,9 @@ def test_leak_check():
     assert leaks_gold("car, party, red car, night. Because the text names a car.", gold)
     assert leaks_gold("The hashtags are car and party, since the text names them.", gold)
     assert not leaks_gold("the text names a car and a party. the circle is red, so the car is red: red car.", gold)
+    # the running style restates its conclusion after ": ": the reasoning before it is what counts
+    assert not leaks_gold("the text names a car and a party: car; party. the circle is red: car; party; red car.", gold)
+    assert leaks_gold("car party: car; party. the circle is red.", gold)
     assert not leaks_gold("the background is dark blue: night.", gold)
     assert leaks_gold("car. the text names it.", ["car"]) and not leaks_gold("the text names a car.", ["car"])
     parsed = parse_generation("<think>the text names a car.</think>\nKeyphrases: car; red car")

@@ -145,7 +145,7 @@ def test_sft_trains_lora_only(tiny_model_dir, examples, tmp_path, quantize_4bit)
     for n in vision_names + language_names:
         assert torch.equal(before[n], after[n]), f"frozen weight {n} changed"
     # every training example's loss was attributed
-    assert {i for _, i, _, _ in result_ledger(result)} == {r.id for r in records}
+    assert {h[1] for h in result_ledger(result)} == {r.id for r in records}
 
     adapter = tmp_path / "run" / "adapter"
     assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
@@ -210,7 +210,7 @@ def test_forms_switch_during_training(tiny_model_dir, examples, rationales, tmp_
                        callbacks=[FlipAtThree()], output_dir=tmp_path / "flip",
                        settings=settings(max_steps=6, batch_size=4, save_steps=6))
     by_step = {}
-    for step, _, form, loss in ledger.history:
+    for step, _, form, loss, _answer_loss in ledger.history:
         by_step.setdefault(step, set()).add(form)
         assert loss > 0
     assert by_step == {0: {"direct"}, 1: {"direct"}, 2: {"direct"}, 3: {"cot"}, 4: {"cot"}, 5: {"cot"}}

@@ -37,7 +37,7 @@ def test_any_text_still_round_trips(cut, text):
 
 
 def test_special_tokens_template_and_vocabulary_size(full, cut):
-    assert cut.additional_special_tokens == full.additional_special_tokens == vocab.QWEN_VL_SPECIAL_TOKENS
+    assert cut.extra_special_tokens == full.extra_special_tokens == vocab.QWEN_VL_SPECIAL_TOKENS
     ids = cut.convert_tokens_to_ids(vocab.QWEN_VL_SPECIAL_TOKENS)
     n_bpe = len(cut) - len(ids)
     assert ids == list(range(n_bpe, len(cut)))  # right after the BPE tokens, in Qwen's order

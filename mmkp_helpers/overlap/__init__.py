@@ -75,7 +75,7 @@ from .common import (EXACT_MAX_PAIRS, IMAGE_MAX_DISTANCE, LSH_WEIGHTS, METHODS, 
 from .images import image_hash, image_overlap
 from .keyphrases import keyphrase_labels, keyphrase_overlap, normalize_keyphrase, present_absent
 from .lsh import _datasketch_candidates, _lsh_candidates, candidate_probability, lsh_params
-from .prepare import (DATASETS, SPLITS_VERSION, UNSEEN_SHARE, VARIANTS, _reachable_unseen, prepare_splits,
+from .prepare import (DATASETS, SPLITS_VERSION, TEST_SHARE, UNSEEN_SHARE, VARIANTS, _reachable_unseen, prepare_splits,
                       read_manifest, splits_dir)
 from .report import format_report, overlap_report
 from .samples import edited_copies, recall
@@ -100,7 +100,7 @@ __all__ = [
     "image_hash", "image_overlap", "format_report", "overlap_report",
     # splits
     "build_clean_split", "random_split", "split_figures", "write_split",
-    "DATASETS", "SPLITS_VERSION", "UNSEEN_SHARE", "VARIANTS", "prepare_splits", "read_manifest", "splits_dir",
+    "DATASETS", "SPLITS_VERSION", "TEST_SHARE", "UNSEEN_SHARE", "VARIANTS", "prepare_splits", "read_manifest", "splits_dir",
     # recall samples, CLI
     "edited_copies", "recall", "main",
 ]

@@ -33,7 +33,8 @@ def leaks_gold(rationale: str | None, gold: Sequence[str]) -> bool:
     """Whether a rationale lists the gold keyphrases before reasoning: its first sentence (up to
     the first ``.``, ``!``, ``?`` or newline) names a gold keyphrase after a label
     ("Keyphrases: ...", "The hashtags are ..."), or is little more than gold keyphrases (at least
-    two of them, or the only one; >= 60% of its words, leaving out "the", "and" and the like)."""
+    two of them, or the only one; >= 60% of its words, leaving out "the", "and" and the like, and
+    the conclusion after a sentence's last ": " when reasoning comes before it)."""
     if not rationale:
         return False
     first = re.split(r"[.!?\n]", rationale.strip(), maxsplit=1)[0]
@@ -44,6 +45,11 @@ def leaks_gold(rationale: str | None, gold: Sequence[str]) -> bool:
         return False
     if _LABEL_START.search(first) or _LABEL.search(first):
         return True
+    # the share is read on the reasoning before a closing conclusion ("the text names a bike and a
+    # trip: bike; trip" reasons from the text, then concludes: not a list of the gold keyphrases)
+    if ": " in first and first.rsplit(": ", 1)[0].strip():
+        words = re.sub(r"[^\w\s'-]", " ", first.rsplit(": ", 1)[0].lower()).split()
+        stems = stem_text(" ".join(words))
     content = [s for w, s in zip(words, stems) if w not in _STOP]
     covered = {s for g in named for s in g}
     share = sum(1 for s in content if s in covered) / len(content) if content else 0.0

@@ -252,8 +252,8 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
 
     - a present keyphrase (topic, event): the sentence has the word "text";
     - the colour + object keyphrase: the sentence names the true colour and, on a composition
-      post, both shapes' primaries; a sentence concluding another colour for the object is a
-      problem too;
+      post, each shape with its own primary ("left blue" or "a blue circle on the left"); a
+      sentence concluding another colour for the object is a problem too;
     - a scene: the sentence has "background" and the background's colour words (``dark blue``);
     - a tag: the sentence has the account's name.
     Works for both styles of :class:`OracleTeacher`."""
@@ -277,7 +277,13 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
             why = f"'{kp}' (present): no sentence says the text names it"
         elif kind == "text+image":
             colour, primaries = truth.get("colour"), truth.get("primaries") or []
-            found = [i for i, w in concluding if colour in w and all(p in w for p in primaries)]
+            shapes = truth.get("shapes") or [""] * len(primaries)
+
+            def reads_shapes(w: list[str]) -> bool:  # each shape read with its side's primary
+                return all(has(w, f"{side} {p}") or has(w, f"{p} {shape} on the {side}")
+                           for side, p, shape in zip(("left", "right"), primaries, shapes))
+
+            found = [i for i, w in concluding if colour in w and reads_shapes(w)]
             why = (f"'{kp}' (text+image): no sentence names the shapes' {' and '.join(primaries)} and makes {colour}"
                    if primaries else f"'{kp}' (text+image): no sentence says the shape is {colour}")
             topic = truth.get("topic")
