@@ -275,15 +275,35 @@ def pretrain(model, processor, steps: int, seed: int = 0, tasks=TASKS, progress:
 # --------------------------------------------------------------------------------------------
 # Building and caching
 # --------------------------------------------------------------------------------------------
+#: The package files whose code makes the base's vocabulary and pretraining data (the benchmark's
+#: language, the prompts, the oracle's rationales, the tokenizer cut) and its weights.
+SOURCES = ("synthetic", "teacher/oracle.py", "prompts.py", "text.py", "vocab.py", "tiny_base.py", "architecture.py")
+
+
+def sources_fingerprint() -> str:
+    """A SHA-256 over the contents of :data:`SOURCES` (milliseconds). Any edit there rebuilds a
+    cached base, even one that leaves the data as it was: version numbers alone missed changes
+    to the generator that changed the pretraining posts and the vocabulary."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        path = root / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _marker(family: str, options: dict, seed: int) -> dict:
     """What a cached tiny base was built from: a folder whose record differs is rebuilt (the
     synthetic benchmark's version stands for its language, which the vocabulary and the
-    pretraining posts come from)."""
+    pretraining posts come from; ``sources`` catches what a version number was not bumped for)."""
     from .synthetic import VERSION as BENCHMARK_VERSION
 
     return {"family": family, "seed": seed, "options": options, "size": asdict(size_of(options)),
             "builder": BUILDER_VERSION, "benchmark": BENCHMARK_VERSION,
-            "pretrain": {"version": PRETRAIN_VERSION, **PRETRAIN}}
+            "pretrain": {"version": PRETRAIN_VERSION, **PRETRAIN}, "sources": sources_fingerprint()}
 
 
 def build_tiny_base(path: str | Path, family: str = "qwen2_vl", options: dict | None = None, seed: int = 0,

@@ -91,3 +91,21 @@ def test_ensure_builds_once_and_rebuilds_on_change(tmp_path, monkeypatch):
     tiny_base.ensure_tiny_base("tiny-qwen2_vl", seed=1)  # another seed: rebuilt
     tiny_base.ensure_tiny_base("tiny-qwen2_vl?hidden=64&heads=2")  # other options: another folder
     assert len(calls) == 3 and (tmp_path / "models" / "tiny-qwen2_vl-hidden_64-heads_2").is_dir()
+
+
+def test_a_cached_base_is_rebuilt_when_the_code_that_made_it_changed(tmp_path, monkeypatch):
+    """The record holds a fingerprint of the code that makes the base's data; a cached folder
+    built by other code (here: a record saying so) is rebuilt, an up-to-date one is reused."""
+    monkeypatch.setenv("MMKP_CACHE", str(tmp_path))
+    name = "tiny-qwen2_vl?hidden=64&layers=1&heads=2&pretrain_steps=0"
+    path = tiny_base.ensure_tiny_base(name, progress=False)
+    record = path / "mmkp_tiny.json"
+    made = json.loads(record.read_text())
+    assert made["sources"] == tiny_base.sources_fingerprint() and len(made["sources"]) == 64
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert tiny_base.ensure_tiny_base(name, progress=False) == path
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp  # reused
+    record.write_text(json.dumps(made | {"sources": "0" * 64}))  # built by other code
+    tiny_base.ensure_tiny_base(name, progress=False)
+    assert json.loads(record.read_text())["sources"] == tiny_base.sources_fingerprint()
+    assert (path / "model.safetensors").stat().st_mtime_ns != stamp  # rebuilt

@@ -190,6 +190,7 @@ class Generator:
         held = set(self.heldout)
         self.seen_colours = {t: [c for c in COLOURS if (c, t) not in held] for t in TOPICS}
         self.train_shingles: list[frozenset] = []
+        self._posting: dict[tuple, list[int]] = {}  # shingle -> the training texts that have it
         self.series = self._draw_series()
 
     def _draw_series(self) -> list[dict]:
@@ -246,8 +247,25 @@ class Generator:
             series.update(first=shingles(text), first_parts=parts, first_event=truth["event"])
         drawing = draw_plan(rng, truth, cfg.image_size)
         ex = make_example(ex_id, "train", text, parts, truth, drawing, False, cfg.seed)
-        self.train_shingles.append(shingles(text))
+        self._add_train(shingles(text))
         return ex
+
+    def _add_train(self, sh: frozenset) -> None:
+        for g in sh:
+            self._posting.setdefault(g, []).append(len(self.train_shingles))
+        self.train_shingles.append(sh)
+
+    def _unlike_train(self, sh: frozenset) -> bool:
+        """Whether ``sh`` has Jaccard below ``fresh_max_jaccard`` with every training text: only
+        texts sharing a shingle can reach it, so they are counted through an inverted index (the
+        same value as :func:`mmkp_helpers.text.jaccard`, |a & b| / |a | b|, in a fraction of the time)."""
+        shared: dict[int, int] = {}
+        for g in sh:
+            for i in self._posting.get(g, ()):
+                shared[i] = shared.get(i, 0) + 1
+        limit = self.config.fresh_max_jaccard
+        train = self.train_shingles
+        return all(n / (len(sh) + len(train[i]) - n) < limit for i, n in shared.items())
 
     def post(self, ex_id: str, split: str, needs: str, heldout: bool = False) -> Example:
         """A new post; fresh ones (valid/test) keep away from every training text."""
@@ -258,7 +276,7 @@ class Generator:
             if not fresh:
                 break
             sh = shingles(text)
-            if all(jaccard(sh, other) < self.config.fresh_max_jaccard for other in self.train_shingles):
+            if self._unlike_train(sh):
                 break
         else:
             raise RuntimeError(f"could not draw a text for {ex_id} unlike every training post; "
@@ -267,7 +285,7 @@ class Generator:
         ex = make_example(ex_id, split, text, parts, truth, drawing, heldout and needs == "composition",
                           self.config.seed)
         if split == "train":
-            self.train_shingles.append(shingles(text))
+            self._add_train(shingles(text))
         return ex
 
     def fresh_split(self, prefix: str, split: str, n: int) -> list[Example]:
