@@ -1,5 +1,5 @@
-"""The CoT seed sweep: it runs the notebooks' own settings (its seed 0 is the committed notebooks'
-run, to the last digit), its summaries count seeds honestly, and the measured goals are read the
+"""The CoT seed sweep: it runs the notebooks' own settings (its seed 0 runs the committed notebooks'
+data and recipe; SFT's scores agree to the last digit), its summaries count seeds honestly, and the measured goals are read the
 same way notebooks 04 and 05 and the README read them."""
 import json
 from pathlib import Path
@@ -40,8 +40,13 @@ def test_the_sweep_runs_the_notebooks_settings():
 @pytest.mark.skipif(not (SWEEP.is_file() and (RUN / "05_dynamic_cot" / "metrics.json").is_file()),
                     reason="the committed sweep and results/tiny")
 def test_seed_0_of_the_sweep_is_the_notebooks_run():
-    """Same machine, same threads: the sweep's seed 0 and the committed notebooks give the same
-    scores, every subset, to the last digit."""
+    """The sweep's seed 0 runs what the committed notebooks ran: the same test posts and subsets,
+    decodings and budgets for every method, and for SFT the same scores to the last digit. The
+    CoT runs (Fine-tune-CoT, Dynamic CoT and its control) see the same data and recipe too, but
+    their float32 training drifts between the notebook's process and the sweep's (an identical
+    loss at the first logged steps, apart in the 7th digit by step 50, then amplified by 400
+    steps), so their scores are compared through the sweep's seeds, not digit by digit (see
+    docs/tiny_profile.md)."""
     rows = {(r["method"], r["decoding"]): r for r in _rows() if r["seed"] == 0 and r.get("tag", "default") == "default"}
     pairs = [(("sft", "free"), ("03_sft_qlora", "sft", "text+image")),
              (("fine_tune_cot", "free"), ("04_fine_tune_cot", "fine_tune_cot", "free")),
@@ -50,9 +55,13 @@ def test_seed_0_of_the_sweep_is_the_notebooks_run():
              (("dynamic_replay", "auto"), ("05_dynamic_cot", "dynamic_cot", "replay_control"))]
     for key, where in pairs:
         swept, notebook = rows[key], _record(*where)
-        assert swept["F1@M"] == {k: v["F1@M"] for k, v in notebook["metrics"].items()}, key
-        assert swept["gen_tokens_mean"] == pytest.approx(notebook["gen_tokens_mean"]), key
-        assert swept["think_share"] == notebook["think_share"], key
+        counts = lambda r: {k: (v["n"], v["n_targets"]) for k, v in r["metrics"].items() if isinstance(v, dict)}
+        assert counts(swept) == counts(notebook) and swept["decoding"] == notebook.get("decoding", "free"), key
+        if "max_new_tokens" in notebook:  # (notebook 03's records do not name their budget)
+            assert swept["max_new_tokens"] == notebook["max_new_tokens"], key
+    sft, notebook = rows[("sft", "free")], _record("03_sft_qlora", "sft", "text+image")
+    assert sft["F1@M"] == {k: v["F1@M"] for k, v in notebook["metrics"].items()}
+    assert sft["gen_tokens_mean"] == pytest.approx(notebook["gen_tokens_mean"]) and sft["think_share"] == 0
 
 
 @pytest.mark.skipif(not SWEEP.is_file(), reason="the committed sweep")

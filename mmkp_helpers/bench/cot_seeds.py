@@ -9,9 +9,12 @@ under the tiny profile (:func:`mmkp_helpers.experiment.notebook_parameters`: the
 notebook 04, which notebooks 03 and 05 share, the teacher, the rationale style, the budgets, the
 generation batch), and every run goes through the same calls the notebooks make
 (:func:`experiment.train_run` with the valid split, :func:`experiment.decode`,
-:func:`experiment.record`), so seed 0 reproduces the notebooks' records to the last digit on the
-machine and thread count they ran with; only ``seed`` changes between seeds (the adapter's
-initialisation, the data order, the oracle's noise draw), on the seed-0 splits.
+:func:`experiment.record`), so seed 0 trains on the notebooks' data with their recipe; only ``seed``
+changes between seeds (the adapter's initialisation, the data order, the oracle's noise draw), on
+the seed-0 splits. SFT's seed 0 gives notebook 03's scores to the last digit on the machine and
+thread count it ran with; the CoT runs start identically (the same training loss at the first
+logged steps) but their float32 training drifts between the notebook's process and the sweep's,
+so their seed-0 scores are one more draw, not the notebook's figures.
 
 Methods (per seed, one QLoRA run each; the clean test split scored):
 
