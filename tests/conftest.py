@@ -94,6 +94,17 @@ def read_run(out: Path, notebook: str, figures=()) -> tuple[Path, list[dict], di
     records, measurements = results.read_json(folder / "metrics.json"), results.read_json(folder / "measurements.json")
     from mmkp_helpers import claims
 
-    problems = claims.check(measurements.get("summary_claims", []), records, measurements)
+    problems = claims.check(measurements.get("summary_claims", []), records + reused_records(out, measurements),
+                            measurements)
     assert not problems, f"{notebook}: Summary claims that disagree with the run's records: {problems}"
     return folder, records, measurements
+
+
+def reused_records(run: Path, measurements: dict) -> list[dict]:
+    """The records a notebook reused from an earlier one of the same run, which its claims may
+    compare against: notebook 05 reuses notebook 04's baselines (and does not record them twice)."""
+    from mmkp_helpers import results
+
+    if measurements.get("baselines_reused_from_04"):
+        return results.read_json(run / "04_fine_tune_cot" / "metrics.json")
+    return []

@@ -56,7 +56,7 @@ def test_seed_0_of_the_sweep_is_the_notebooks_run():
     for key, where in pairs:
         swept, notebook = rows[key], _record(*where)
         counts = lambda r: {k: (v["n"], v["n_targets"]) for k, v in r["metrics"].items() if isinstance(v, dict)}
-        assert counts(swept) == counts(notebook) and swept["decoding"] == notebook.get("decoding", "free"), key
+        assert counts(swept) == counts(notebook) and swept["decoding"].removeprefix("forced_") == notebook.get("decoding", "free"), key
         if "max_new_tokens" in notebook:  # (notebook 03's records do not name their budget)
             assert swept["max_new_tokens"] == notebook["max_new_tokens"], key
     sft, notebook = rows[("sft", "free")], _record("03_sft_qlora", "sft", "text+image")
@@ -124,23 +124,24 @@ def test_summaries_and_goals_count_seeds(tmp_path):
 @pytest.mark.skipif(not SWEEP.is_file(), reason="the committed sweep")
 def test_what_the_committed_sweep_supports():
     """The findings notebooks 04 and 05 and the README state, as the committed 4-seed sweep has them
-    (docs/measured_figures.md): on the 2-layer tiny student Fine-tune-CoT does not beat SFT (the
-    held-out pairs: above SFT on at most 1 of the seeds, lower on average; over all keyphrases lower
-    on every seed), its rationales are mostly but not 95% well-formed, and reasoning costs over 4x
-    the tokens. Dynamic CoT keeps SFT's accuracy (within 0.01 of the better baseline) at under half
-    of Fine-tune-CoT's tokens, but where it reasons is not where reasoning was meant to help (text
-    posts more often than composition posts) and its exposure-matched control does as well."""
+    (docs/measured_figures.md): on the 2-layer tiny student Fine-tune-CoT keeps SFT's overall F1@M
+    (within 0.02 on average) but does not beat it where reasoning was meant to help (the held-out
+    pairs: lower on average, above SFT on at most 2 of 4 seeds), its rationales are mostly but not
+    95% well-formed, and reasoning costs over 4x the tokens. Dynamic CoT spends under half of
+    Fine-tune-CoT's tokens and beats its exposure-matched replay control on 3 of 4 seeds, but it
+    reasons on some seeds only, not more on composition posts than on text posts, and falls more
+    than 0.01 below the better baseline."""
     s = cot_seeds.summarize(SWEEP)
     goal = cot_seeds.goal_fine_tune_cot(s)
-    assert not goal["met"]
-    assert goal["unseen_higher_seeds"] <= 1 and goal["unseen_gain_mean"] < 0
-    assert s["subsets"]["all"]["method_higher"] == 0
-    assert 0.7 <= goal["well_formed_min"] < 0.95
+    assert not goal["met"] and goal["checks"]["all_diff_mean"]
+    assert goal["unseen_higher_seeds"] <= 2 and goal["unseen_gain_mean"] < 0
+    assert 0.6 <= goal["well_formed_min"] < 0.95 and not goal["checks"]["well_formed_min"]
     assert s["gen_tokens_mean"]["fine_tune_cot"] > 4 * s["gen_tokens_mean"]["sft"]
     d = cot_seeds.summarize_dynamic(SWEEP)
     v, checks = d["goal"]["values"], d["goal"]["checks"]
-    assert checks["f1m_minus_best_baseline"] and checks["tokens_ratio"] and checks["think_share"]
+    assert checks["tokens_ratio"] and checks["think_share"] and checks["unseen_minus_fine_tune_cot"]
+    assert checks["above_control_seeds"] and v["above_control_seeds"] == 3 and v["minus_control_mean"] > 0
     assert not checks["composition_over_text"] and v["composition_over_text"] < 1
-    assert not checks["above_control_seeds"] and not d["goal"]["met"]
+    assert not checks["f1m_minus_best_baseline"] and not d["goal"]["met"]
     by_seed = [r["think_share"] for r in _rows() if r["method"] == "dynamic_cot" and r.get("tag", "default") == "default"]
-    assert min(by_seed) == 0 < max(by_seed)  # it reasons on some seeds only
+    assert min(by_seed) == 0 < max(by_seed) and sum(t > 0 for t in by_seed) == 2  # it reasons on some seeds only

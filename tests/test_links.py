@@ -94,3 +94,14 @@ def test_readme_is_a_first_screen():
     text = "\n".join(lines)
     for must in ("make reproduce", "make test", "| method |", "](results/tiny/", "](notebooks/", "](docs/"):
         assert must in text, must
+
+
+def test_the_readme_results_table_is_summary_md():
+    """The README's table is results/tiny/summary.md's, copied by tools/readme_table.py, never typed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_table", ROOT / "tools" / "readme_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.readme_table()
+    assert len(table) > 3 and table == module.summary_table()
