@@ -60,6 +60,10 @@ TOKENIZER_CHOICES = ("cut", "qwen")
 #: Pretraining recipe (not options: change them here, and the cache folders rebuild).
 PRETRAIN = {"batch_size": 16, "learning_rate": 2e-3, "warmup_steps": 60, "posts": 4000, "weight_decay": 0.01}
 PRETRAIN_VERSION = 1
+#: torch threads of the pretraining, whatever the caller set: float32 sums are grouped by the thread
+#: count, so a base pretrained inside a process that had set 1 thread (a benchmark, a test) came
+#: out different from the notebooks' and changed every later score.
+PRETRAIN_THREADS = 2
 CAPTION_PROMPT = "Describe the picture."
 CONTINUE_PROMPT = "Continue the post:"
 REPEAT_PROMPT = "Repeat the post:"
@@ -303,7 +307,8 @@ def _marker(family: str, options: dict, seed: int) -> dict:
 
     return {"family": family, "seed": seed, "options": options, "size": asdict(size_of(options)),
             "builder": BUILDER_VERSION, "benchmark": BENCHMARK_VERSION,
-            "pretrain": {"version": PRETRAIN_VERSION, **PRETRAIN}, "sources": sources_fingerprint()}
+            "pretrain": {"version": PRETRAIN_VERSION, **PRETRAIN, "threads": PRETRAIN_THREADS},
+            "sources": sources_fingerprint()}
 
 
 def build_tiny_base(path: str | Path, family: str = "qwen2_vl", options: dict | None = None, seed: int = 0,
@@ -316,8 +321,13 @@ def build_tiny_base(path: str | Path, family: str = "qwen2_vl", options: dict | 
     model, processor = build_tiny_vlm(path, family=family, seed=seed, size=size_of(options),
                                       tokenizer=build_tokenizer(options["tokenizer"]), save=False)
     if options["pretrain_steps"] > 0:
-        marker["pretraining"] = pretrain(model, processor, options["pretrain_steps"], seed=seed,
-                                         tasks=options["tasks"].split("+"), progress=progress)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(PRETRAIN_THREADS)
+        try:
+            marker["pretraining"] = pretrain(model, processor, options["pretrain_steps"], seed=seed,
+                                             tasks=options["tasks"].split("+"), progress=progress)
+        finally:
+            torch.set_num_threads(threads)
     save_model_folder(model, processor, path, family)
     marker["vocab_size"] = model.config.text_config.vocab_size if hasattr(model.config, "text_config") else None
     marker["versions"] = versions()

@@ -18,7 +18,9 @@ def test_00_vlm_primer(tiny_run):
     assert m["lora_tensors_changed"] == m["lora_tensors"] > 0
     assert m["vision_tensors_changed"] == 0 and m["base_weight_unchanged"] is True
     assert m["train_losses"][-1] < m["train_losses"][0]
-    assert 0 < m["trainable_share"] < 0.05
+    # LoRA r64 on every language Linear of a 2-layer, 128-wide model with an 896-row vocabulary: a
+    # larger share than on a real VLM (Qwen2-VL-2B with r16: under 1%), still a minority
+    assert 0 < m["trainable_share"] < 0.15
     assert m["param_bytes_quantized_lora"] < m["param_bytes_full"]
     # the real architectures, computed from their configs (the published parameter counts)
     arch = m["architecture_memory"]
