@@ -1,0 +1,40 @@
+"""Judging a CoT generation against the synthetic ground truth: a rationale can be well-formed and
+still read the picture wrong, and an answer can be right while its rationale is not the reason."""
+import json
+
+from mmkp_helpers import synthetic
+from mmkp_helpers.bench import rationale_reading
+from mmkp_helpers.teacher.oracle import OracleTeacher
+
+
+def _composition_post():
+    posts = synthetic.generate(seed=0)["test_clean"]
+    return next(ex for ex in posts if ex.meta["needs"] == "composition" and len(set(ex.meta["truth"]["primaries"])) == 2)
+
+
+def test_a_true_reading_a_misread_and_an_answer_that_ignores_its_rationale(tmp_path):
+    ex = _composition_post()
+    truth = ex.meta["truth"]
+    good = OracleTeacher(style="running").answer(ex).raw
+    flags = rationale_reading.judge(good, ex, hit_limit=False)
+    assert flags["reads_truly"] and flags["well_formed"] and flags["answer_gold"] and flags["concludes_gold"]
+    assert not flags["answer_gold_without_true_reading"]
+    # the left shape misread (its primary replaced), everything else kept: well-formed, but untrue
+    first, shape = truth["primaries"][0], truth["shapes"][0]
+    other = next(c for c in ("red", "blue", "yellow") if c not in truth["primaries"])
+    misread = good.replace(f"a {first} {shape} on the left", f"a {other} {shape} on the left")
+    assert misread != good
+    flags = rationale_reading.judge(misread, ex, hit_limit=False)
+    assert flags["well_formed"] and not flags["reads_truly"] and flags["answer_gold_without_true_reading"]
+    # an answer that drops what the rationale concluded and adds what it never did
+    kp = f"{truth['colour']} {truth['topic']}"
+    ignored = good.split("</think>")[0] + "</think>\nKeyphrases: " + "; ".join(
+        [k for k in ex.keyphrases if k != kp] + ["party"])
+    flags = rationale_reading.judge(ignored, ex, hit_limit=False)
+    assert flags["reads_truly"] and not flags["answer_follows"] and not flags["answer_gold"]
+    # the summary counts per kind of post and over all
+    gens = [{"id": ex.id, "raw": raw, "hit_limit": False} for raw in (good, misread, ignored)]
+    s = rationale_reading.summarize(gens, {ex.id: ex})
+    assert s["all"]["posts"] == s["needs:composition"]["posts"] == 3
+    assert s["all"]["reads_truly"] == round(2 / 3, 4) and s["all"]["answer_follows"] == round(2 / 3, 4)
+    json.dumps(s)
