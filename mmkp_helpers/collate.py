@@ -214,10 +214,17 @@ class ChatCollator:
     always stay. The ids of records cut so are added to ``truncated_ids``; a record that still
     does not fit (answer + minimal prompt over ``max_length``) is kept whole anyway and also added
     to ``overlong_ids``.
+
+    **cache** (default on): each (chat text, image) is tokenized and label-masked once and kept,
+    and each image's pixels up to ``pixel_cache_bytes`` (512 MiB: the tiny profile's images all fit;
+    past it, images are processed per batch); batches are assembled from what is kept, padded as the
+    processor pads. They are identical to the processor's on the whole batch (``cache=False``; a
+    test compares them).
     """
 
     def __init__(self, processor, prompt: str | PromptTemplate = "direct", forms: TargetForms | None = None,
-                 prompt_keyphrases: int = 5, max_length: int | None = None):
+                 prompt_keyphrases: int = 5, max_length: int | None = None, cache: bool = True,
+                 pixel_cache_bytes: int = 512 * 2**20):
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive or None, not {max_length}")
         self.processor = processor
@@ -233,6 +240,14 @@ class ChatCollator:
         self.answer_ids = tok(ANSWER_LABEL, add_special_tokens=False)["input_ids"]
         self.vision_ids = [i for i in tok.convert_tokens_to_ids(list(VISION_TOKENS))
                            if i is not None and i != tok.unk_token_id]
+        self.cache = cache
+        self.load_image = load_image  # image key (a path) -> RGB image; the tiny base's pretraining renders drawings
+        self.pixel_cache_bytes = pixel_cache_bytes
+        self._rows: dict[tuple, dict] = {}
+        self._pixels: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pixel_bytes = 0
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self.pad_values = {"input_ids": pad, "attention_mask": 0, "labels": IGNORE_INDEX, "answer_mask": 0}
 
     def render(self, record: TrainRecord, form: str, example: Example | None = None) -> str:
         """The full chat text (system, user, assistant) of one record in one form (with
@@ -309,8 +324,65 @@ class ChatCollator:
         return mask * (labels != IGNORE_INDEX)
 
     def _encode(self, texts: list[str], images: list) -> dict:
+        """The processor on a whole batch (right padding): what :meth:`_batch` assembles row by row."""
         return dict(self.processor(text=texts, images=images or None, padding=True, padding_side="right",
                                    return_tensors="pt"))
+
+    def _fill_rows(self, keys: list[tuple]) -> None:
+        """Encode the (text, image path) pairs not kept yet, in one processor call, and keep each
+        row's tensors (1-D: ids, attention, token types, labels, answer mask) and, within
+        ``pixel_cache_bytes``, each image's pixels: a record is visited several times in a run, and
+        tokenizing, masking and image processing are most of a batch's cost on the tiny profile."""
+        missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
+        if not missing:
+            return
+        enc = self._encode([t for t, _ in missing], [self.load_image(p) for _, p in missing if p is not None])
+        labels = self.mask_labels(enc["input_ids"], enc["attention_mask"])
+        answer = self.answer_mask(labels, enc["input_ids"])
+        width = enc["input_ids"].shape[1]
+        seq = {k: v for k, v in enc.items() if torch.is_tensor(v) and v.shape == (len(missing), width)}
+        seq |= {"labels": labels, "answer_mask": answer}
+        lengths = enc["attention_mask"].sum(dim=1).tolist()
+        grid = enc.get("image_grid_thw")
+        offset, image = 0, 0
+        for i, (key, n) in enumerate(zip(missing, lengths)):
+            self._rows[key] = {k: v[i, :n].clone() for k, v in seq.items()}
+            if key[1] is not None:
+                patches = int(grid[image].prod())
+                if key[1] not in self._pixels and self._pixel_bytes < self.pixel_cache_bytes:
+                    pixels = enc["pixel_values"][offset:offset + patches].clone()
+                    self._pixels[key[1]] = (pixels, grid[image].clone())
+                    self._pixel_bytes += pixels.numel() * pixels.element_size()
+                offset, image = offset + patches, image + 1
+
+    def _batch(self, texts: list[str], image_paths: list) -> dict:
+        """A right-padded batch equal to :meth:`_encode`'s plus ``labels`` and ``answer_mask``
+        (a test compares them), assembled from kept rows and pixels (:meth:`_fill_rows`)."""
+        if not self.cache:
+            images = [self.load_image(p) for p in image_paths if p is not None]
+            batch = self._encode(texts, images)
+            batch["labels"] = self.mask_labels(batch["input_ids"], batch["attention_mask"])
+            batch["answer_mask"] = self.answer_mask(batch["labels"], batch["input_ids"])
+            return batch
+        keys = [(t, None if p is None else str(p)) for t, p in zip(texts, image_paths)]
+        self._fill_rows(keys)
+        rows = [self._rows[k] for k in keys]
+        width = max(len(r["input_ids"]) for r in rows)
+        batch = {}
+        for name in rows[0]:
+            out = torch.full((len(rows), width), self.pad_values.get(name, 0), dtype=rows[0][name].dtype)
+            for i, r in enumerate(rows):
+                out[i, :len(r[name])] = r[name]
+            batch[name] = out
+        paths = [p for _, p in keys if p is not None]
+        if paths:
+            if all(p in self._pixels for p in paths):
+                batch["pixel_values"] = torch.cat([self._pixels[p][0] for p in paths])
+                batch["image_grid_thw"] = torch.stack([self._pixels[p][1] for p in paths])
+            else:
+                batch |= dict(self.processor.image_processor(images=[self.load_image(p) for p in paths],
+                                                             return_tensors="pt"))
+        return batch
 
     def settings_for(self, records: list[TrainRecord], step: int | None = None) -> list[str]:
         """The form each record of a batch trains in now: a form table with a batch-level plan
@@ -324,8 +396,8 @@ class ChatCollator:
     def __call__(self, records: list[TrainRecord], step: int | None = None) -> dict:
         forms = [r.used_form(f) for r, f in zip(records, self.settings_for(records, step))]
         texts = [self.render(r, f) for r, f in zip(records, forms)]
-        images = [load_image(r.example.image) for r in records if self.template.wants_image(r.example)]
-        batch = self._encode(texts, images)
+        paths = [r.example.image if self.template.wants_image(r.example) else None for r in records]
+        batch = self._batch(texts, paths)
         if self.max_length is not None:
             lengths = batch["attention_mask"].sum(dim=1).tolist()
             cut = [i for i, n in enumerate(lengths) if n > self.max_length]
@@ -333,11 +405,9 @@ class ChatCollator:
                 texts[i] = self.render(records[i], forms[i], self.shorten(records[i], forms[i], int(lengths[i])))
                 self.truncated_ids.add(records[i].id)
             if cut:
-                batch = self._encode(texts, images)
+                batch = self._batch(texts, paths)
                 lengths = batch["attention_mask"].sum(dim=1).tolist()
                 self.overlong_ids.update(records[i].id for i in cut if lengths[i] > self.max_length)
-        batch["labels"] = self.mask_labels(batch["input_ids"], batch["attention_mask"])
-        batch["answer_mask"] = self.answer_mask(batch["labels"], batch["input_ids"])
         batch["example_ids"] = [r.id for r in records]
         batch["forms"] = forms
         return batch

@@ -204,28 +204,32 @@ def pretraining_turns(posts: int, seed: int = 0, tasks=TASKS) -> list[dict]:
 
 
 class _TurnCollator:
-    """Chat batches of pretraining turns, labels on the answer only (as in fine-tuning)."""
+    """Chat batches of pretraining turns, labels on the answer only (as in fine-tuning); each
+    turn's tokens and image pixels are kept after its first batch (the fine-tuning collator's
+    cache, :class:`~mmkp_helpers.collate.ChatCollator`, with drawings rendered in place of files)."""
 
     def __init__(self, processor):
         from .collate import ChatCollator
+        from .synthetic import render_image
 
         self.processor = processor
         self.masker = ChatCollator(processor)
+        self.drawings: dict[str, dict] = {}
+        self.masker.load_image = lambda key: render_image(self.drawings[key])
 
     def __call__(self, turns: list[dict]) -> dict:
-        from .synthetic import render_image
-
-        texts, images = [], []
+        texts, keys = [], []
         for t in turns:
             content = ([{"type": "image"}] if t["image"] else []) + [{"type": "text", "text": t["user"]}]
             messages = [{"role": "user", "content": content},
                         {"role": "assistant", "content": [{"type": "text", "text": t["answer"]}]}]
             texts.append(self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
-            if t["image"]:
-                images.append(render_image(t["image"]))
-        batch = dict(self.processor(text=texts, images=images or None, padding=True, padding_side="right",
-                                    return_tensors="pt"))
-        batch["labels"] = self.masker.mask_labels(batch["input_ids"], batch["attention_mask"])
+            key = json.dumps(t["image"], sort_keys=True) if t["image"] else None
+            if key is not None:
+                self.drawings.setdefault(key, t["image"])
+            keys.append(key)
+        batch = self.masker._batch(texts, keys)
+        batch.pop("answer_mask")
         return batch
 
 

@@ -175,3 +175,37 @@ def test_batch_is_accepted_by_the_model(tiny_model_dir, processor, records):
     with torch.no_grad():
         out = model(**inputs)
     assert torch.isfinite(out.loss)
+
+
+def test_cached_rows_give_the_processors_batches(processor, images):
+    """The collator's row cache (on by default) assembles exactly the batches the processor makes
+    on the whole batch with cache=False: every key, dtype and value, in both forms, with and
+    without images, with the text-only template, with truncation, and on a revisit (from the cache)."""
+    import itertools
+
+    posts = [Example(f"p{i}", text, kps, image=images[("red", "blue")[i % 2]] if i % 3 else None,
+                     attributes=["car", "wall"][: i % 3], ocr="STOP" if i % 4 == 0 else "")
+             for i, (text, kps) in enumerate(itertools.product(
+                 ["red car", "a blue wall, and a long post text to make padding differ from row to row", "hi"],
+                 [["red"], ["blue wall", "street"]]))]
+    records = make_records(posts, rationales={p.id: f"the post names {p.keyphrases[0]}" for p in posts[::2]})
+    for prompt, max_length, default, pixel_bytes in [("direct", None, "direct", 2**29), ("direct", None, "cot", 2**29),
+                                                     ("text_only", None, "cot", 2**29), ("direct", 60, "cot", 2**29),
+                                                     ("direct", None, "cot", 0)]:
+        cached = ChatCollator(processor, prompt=prompt, forms=TargetForms(default), max_length=max_length,
+                              pixel_cache_bytes=pixel_bytes)
+        plain = ChatCollator(processor, prompt=prompt, forms=TargetForms(default), max_length=max_length, cache=False)
+        assert cached.cache and not plain.cache
+        for size in (4, 3):  # the second pass assembles other batches from the kept rows and pixels
+            for start in range(0, len(records), size):
+                batch, expected = cached(records[start:start + size]), plain(records[start:start + size])
+                assert set(batch) == set(expected)
+                for key, value in expected.items():
+                    if torch.is_tensor(value):
+                        assert batch[key].dtype == value.dtype and torch.equal(batch[key], value), (prompt, key)
+                    else:
+                        assert batch[key] == value, key
+        assert len(cached._rows) >= len(records) and not plain._rows
+        assert cached.truncated_ids == plain.truncated_ids and cached.overlong_ids == plain.overlong_ids
+        assert bool(cached.truncated_ids) == (max_length is not None)  # the truncation path ran
+        assert bool(cached._pixels) == (pixel_bytes > 0 and prompt == "direct")  # past the budget: per batch

@@ -96,3 +96,40 @@ def test_tests_cannot_reach_the_network():
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(OSError, match="tests may not use the network"):
         socket.create_connection(("93.184.215.14", 80), timeout=5)
+
+
+def test_uv_gets_pips_configuration():
+    """make setup installs the lock with uv, which does not read pip's configuration: tools/uv_flags.py
+    translates it (a PIP_* variable over the install section over global; lists split; the cert
+    apart), and always asks for pip's choice of the best version over every index."""
+    import importlib.util
+    import shlex
+
+    spec = importlib.util.spec_from_file_location("uv_flags", ROOT / "tools" / "uv_flags.py")
+    uv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(uv)
+    listing = "\n".join([
+        ":env:.find-links='/opt/wheels'",
+        "global.find-links='/elsewhere'",
+        "global.constraint='/etc/xdg/pip/constraints.txt'",
+        "global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'",
+        "install.index-url='https://mirror.example/simple'",
+        "global.index-url='https://pypi.org/simple'",
+        "global.cert='/etc/ssl/certs/ca-certificates.crt'",
+        "global.default-timeout='180'",
+        "not a config line",
+    ])
+    config = uv.parse_config_list(listing)
+    assert config["find-links"] == "/opt/wheels" and config["index-url"] == "https://mirror.example/simple"
+    assert config["cert"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert uv.uv_flags(config) == [
+        "--index-strategy", "unsafe-best-match", "--index-url", "https://mirror.example/simple",
+        "--extra-index-url", "file:///opt/pypi/simple", "--extra-index-url", "file:///opt/pypi-more/simple",
+        "--find-links", "/opt/wheels", "--constraint", "/etc/xdg/pip/constraints.txt"]
+    assert uv.uv_flags(uv.parse_config_list(":env:.no-index='true'"))[-1] == "--no-index"
+    assert uv.uv_flags({}) == ["--index-strategy", "unsafe-best-match"]
+    # the Makefile uses it, with a pinned uv and pip as the fallback
+    makefile = (ROOT / "Makefile").read_text()
+    assert "tools/uv_flags.py" in makefile and re.search(r"^UV_VERSION := \d+\.\d+\.\d+$", makefile, re.M)
+    assert "uv failed: installing with pip" in makefile
+    assert shlex.split(" ".join(shlex.quote(f) for f in uv.uv_flags(config))) == uv.uv_flags(config)
