@@ -36,7 +36,14 @@ def device_info() -> dict:
         props = torch.cuda.get_device_properties(0)
         return {"device": "cuda", "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                 "bf16": torch.cuda.is_bf16_supported()}
-    return {"device": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    out = {"device": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:  # the CPU model and whether it has AVX512-BF16: float32 results differ between CPUs (docs/tiny_profile.md)
+        info = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return out
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return out | {"model": model, "avx512_bf16": "avx512_bf16" in flags}
 
 
 # --------------------------------------------------------------------------------------------
