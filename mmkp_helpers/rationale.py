@@ -108,6 +108,16 @@ def conclusions(rationale: str) -> list[str] | None:
     return found if marked else None
 
 
+def final_conclusion(rationale: str) -> list[str] | None:
+    """The keyphrases the last concluding sentence lists (normalised as in :func:`conclusions`), or
+    None without conclusion markers. In the ``running`` style, where each conclusion restates the
+    answer so far, it is the whole answer when the rationale keeps every earlier item."""
+    last = [s for s in _SENTENCE_END.split(rationale or "") if _MARKER in s]
+    if not last:
+        return None
+    return list(dict.fromkeys(kp for kp in map(_norm, re.split(r"[,;]", last[-1].rsplit(_MARKER, 1)[1])) if kp))
+
+
 def words(text: str) -> list[str]:
     """Lower-cased runs of letters and digits (punctuation and ``_`` ignored)."""
     return _WORD.findall((text or "").lower())

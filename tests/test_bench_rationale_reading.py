@@ -32,6 +32,21 @@ def test_a_true_reading_a_misread_and_an_answer_that_ignores_its_rationale(tmp_p
         [k for k in ex.keyphrases if k != kp] + ["party"])
     flags = rationale_reading.judge(ignored, ex, hit_limit=False)
     assert flags["reads_truly"] and not flags["answer_follows"] and not flags["answer_gold"]
+    assert flags["answer_adds"] and not flags["answer_drops"] and not flags["answer_is_final_list"]
+    # how an answer departs: it drops a concluded keyphrase; it copies a last list that lost one
+    rationale_text = good.split("</think>")[0]
+    dropped = rationale_text + "</think>\nKeyphrases: " + "; ".join(k for k in ex.keyphrases if k != kp)
+    flags = rationale_reading.judge(dropped, ex, hit_limit=False)
+    assert flags["answer_drops"] and not flags["answer_adds"] and not flags["answer_is_final_list"]
+    head, last = rationale_text.rsplit(": ", 1)
+    first_kp = ex.keyphrases[0]
+    kept = [k.strip() for k in last.rstrip(".").split(";") if k.strip() != first_kp]
+    assert len(kept) == len(ex.keyphrases) - 1  # the running style's last list held every keyphrase
+    final_only = f"{head}: {'; '.join(kept)}.</think>\nKeyphrases: {'; '.join(kept)}"
+    flags = rationale_reading.judge(final_only, ex, hit_limit=False)
+    assert flags["answer_is_final_list"] and not flags["answer_drops"] and not flags["answer_follows"]
+    assert not any(rationale_reading.judge(good, ex, hit_limit=False)[k]
+                   for k in ("answer_is_final_list", "answer_drops", "answer_adds"))
     # the summary counts per kind of post and over all
     gens = [{"id": ex.id, "raw": raw, "hit_limit": False} for raw in (good, misread, ignored)]
     s = rationale_reading.summarize(gens, {ex.id: ex})

@@ -16,6 +16,15 @@ composition post, in the answer's order). Per kind of post (``needs``) it counts
 - ``answer_follows``: the answer after ``</think>`` is what the rationale concludes;
 - ``answer_gold``: the answer is the gold set;
 - ``answer_gold_without_true_reading``: right answers whose rationale did not read truly.
+
+And how an answer that does not follow its rationale departs from it (a closed rationale with
+conclusions and a non-empty answer; at most one applies; keyphrases normalised as
+:func:`mmkp_helpers.rationale.consistent` does):
+
+- ``answer_is_final_list``: it is the last concluding sentence's list, which lost an item the
+  rationale concluded earlier (the ``running`` style restates the answer in every conclusion);
+- ``answer_drops``: otherwise, it is a strict subset of the conclusions (it leaves some out);
+- ``answer_adds``: otherwise, it holds a keyphrase the rationale never concluded.
 """
 from __future__ import annotations
 
@@ -41,9 +50,16 @@ def judge(raw: str, example, hit_limit: bool | None = None) -> dict[str, bool]:
     concluded = rationale.conclusions(text) or []
     reads = check.opened and not check_oracle_rationale(example, text)
     answer_gold = _norm(check.answer) == gold
+    answer = {kp for kp in map(rationale._norm, check.answer or []) if kp}
+    final = set(rationale.final_conclusion(text) or [])
+    departs = bool(check.opened and concluded and answer and not check.consistent)
+    is_final = departs and answer == final
+    drops = departs and not is_final and answer < set(concluded)
     return {"opened": check.opened, "well_formed": check.kind == "well_formed", "reads_truly": reads,
             "concludes_gold": _norm(concluded) == gold, "answer_follows": bool(check.consistent),
-            "answer_gold": answer_gold, "answer_gold_without_true_reading": answer_gold and not reads}
+            "answer_gold": answer_gold, "answer_gold_without_true_reading": answer_gold and not reads,
+            "answer_is_final_list": is_final, "answer_drops": drops,
+            "answer_adds": departs and not is_final and not drops and not answer <= set(concluded)}
 
 
 def summarize(generations: Sequence[dict], examples: dict) -> dict:
@@ -56,7 +72,7 @@ def summarize(generations: Sequence[dict], examples: dict) -> dict:
             counts[group]["posts"] += 1
             counts[group].update(k for k, v in flags.items() if v)
     keys = ("opened", "well_formed", "reads_truly", "concludes_gold", "answer_follows", "answer_gold",
-            "answer_gold_without_true_reading")
+            "answer_gold_without_true_reading", "answer_is_final_list", "answer_drops", "answer_adds")
     return {group: {"posts": c["posts"], **{k: round(c[k] / c["posts"], 4) for k in keys}}
             for group, c in sorted(counts.items())}
 
