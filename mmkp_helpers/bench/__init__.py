@@ -3,13 +3,18 @@
 
 def run_jobs(fn, jobs: list, workers: int = 1) -> list:
     """Run ``fn(job)`` for every job in ``workers`` processes; a failed job is reported as a JSON
-    ``{"error": ...}`` line on stderr and the others go on. Returns the results that came back."""
+    ``{"error": ...}`` line on stderr and the others go on. Returns the results that came back.
+
+    The workers are spawned, not forked: a worker forked from a parent that has already run torch
+    (e.g. pretraining the tiny base on first use) waits forever on the parent's OpenMP thread pool
+    (seen: a sweep idle at 0% CPU for 10 minutes); a spawned one starts clean, as a notebook's kernel does."""
     import json
+    import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     out = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for future in as_completed([pool.submit(fn, job) for job in jobs]):
             try:
                 out.append(future.result())
