@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import collate, inference, modeling, rationale, results, training
+from . import collate, inference, modeling, rationale, reading, results, training
 from .data import Example
 from .paths import project_root
 
@@ -139,14 +139,20 @@ def think_share_by_subset(generations: Sequence[inference.Generation], examples:
     return {k: sum(v) / len(v) for k, v in groups.items() if v}
 
 
-def record(notebook: str, method: str, variant: str, dataset: str, split: str, generations, scores, **extra) -> dict:
+def record(notebook: str, method: str, variant: str, dataset: str, split: str, generations, scores,
+           examples: Sequence[Example] | None = None, **extra) -> dict:
     """A :func:`results.metric_record` with the generation costs and the quality of the reasoning:
     ``think_share``, ``cut_off`` (generations that hit the token limit), ``cut_in_think`` (those that
     opened ``<think>`` and hit it), ``seconds_per_post``, ``rationale_quality``
     (:func:`rationale.quality_stats` without its example ids) and ``well_formed_share`` (None when
-    no generation opened ``<think>``)."""
+    no generation opened ``<think>``). With the scored ``examples`` of a synthetic split (their
+    ground truth known) and at least one rationale, also ``rationale_reading``: whether the
+    rationales read the picture truly and the answers follow them, per kind of post
+    (:func:`mmkp_helpers.reading.summarize`)."""
     stats = inference.generation_stats(generations)
     quality = rationale.compact(rationale.quality_stats(generations))
+    if examples is not None and quality["n_cot"] and all(reading.has_truth(ex) for ex in examples):
+        extra = {"rationale_reading": reading.summarize(generations, {ex.id: ex for ex in examples})} | extra
     return results.metric_record(notebook, method, variant, dataset, split, len(generations), stats["gen_tokens_mean"],
                                  {k: v for k, v in scores.items() if isinstance(v, dict)},
                                  think_share=stats["think_share"], cut_off=stats["cut_off"],

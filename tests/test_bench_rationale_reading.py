@@ -53,3 +53,27 @@ def test_a_true_reading_a_misread_and_an_answer_that_ignores_its_rationale(tmp_p
     assert s["all"]["posts"] == s["needs:composition"]["posts"] == 3
     assert s["all"]["reads_truly"] == round(2 / 3, 4) and s["all"]["answer_follows"] == round(2 / 3, 4)
     json.dumps(s)
+
+
+def test_every_record_of_a_synthetic_run_judges_its_rationales():
+    """experiment.record adds the reading shares when it is given the scored synthetic posts and at
+    least one generation reasoned; not for direct answers, nor for posts without a ground truth."""
+    from mmkp_helpers import experiment, inference
+    from mmkp_helpers.data import Example
+    from mmkp_helpers.reading import summarize
+
+    ex = _composition_post()
+    good = OracleTeacher(style="verbose").answer(ex).raw
+    gen = lambda raw: inference.Generation(id=ex.id, raw=raw, keyphrases=[], reasoning=None, parse_ok=True, n_tokens=9,
+                                           seconds=0.1, hit_limit=False)
+    scores = {"all": dict.fromkeys(("F1@M", "F1@1", "F1@3", "F1@5", "MAP@5"), 1.0)}
+    r = experiment.record("04_fine_tune_cot", "fine_tune_cot", "free", "synthetic", "clean", [gen(good)], scores,
+                          examples=[ex])
+    assert r["rationale_reading"] == summarize([{"id": ex.id, "raw": good, "hit_limit": False}], {ex.id: ex})
+    assert r["rationale_reading"]["needs:composition"]["reads_truly"] == 1.0
+    direct = experiment.record("04_fine_tune_cot", "sft", "direct", "synthetic", "clean",
+                               [gen("Keyphrases: " + "; ".join(ex.keyphrases))], scores, examples=[ex])
+    assert "rationale_reading" not in direct and direct["well_formed_share"] is None
+    plain = Example(id=ex.id, text=ex.text, keyphrases=ex.keyphrases)  # a CMKP-like post: no truth to judge by
+    assert "rationale_reading" not in experiment.record("04_fine_tune_cot", "fine_tune_cot", "free", "cmkp", "clean",
+                                                        [gen(good)], scores, examples=[plain])
