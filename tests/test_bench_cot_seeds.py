@@ -40,13 +40,10 @@ def test_the_sweep_runs_the_notebooks_settings():
 @pytest.mark.skipif(not (SWEEP.is_file() and (RUN / "05_dynamic_cot" / "metrics.json").is_file()),
                     reason="the committed sweep and results/tiny")
 def test_seed_0_of_the_sweep_is_the_notebooks_run():
-    """The sweep's seed 0 runs what the committed notebooks ran: the same test posts and subsets,
-    decodings and budgets for every method, and for SFT the same scores to the last digit. The
-    CoT runs (Fine-tune-CoT, Dynamic CoT and its control) see the same data and recipe too, but
-    their float32 training drifts between the notebook's process and the sweep's (an identical
-    loss at the first logged steps, apart in the 7th digit by step 50, then amplified by 400
-    steps), so their scores are compared through the sweep's seeds, not digit by digit (see
-    docs/tiny_profile.md)."""
+    """The sweep's seed 0 is what the committed notebooks ran: the same test posts and subsets,
+    decodings and budgets for every method, and the same scores to the last digit for every method
+    (SFT, Fine-tune-CoT free and forced direct, Dynamic CoT and its replay control): both were made
+    on the same machine, and the sweep's workers are fresh processes, as a notebook's kernel is."""
     rows = {(r["method"], r["decoding"]): r for r in _rows() if r["seed"] == 0 and r.get("tag", "default") == "default"}
     pairs = [(("sft", "free"), ("03_sft_qlora", "sft", "text+image")),
              (("fine_tune_cot", "free"), ("04_fine_tune_cot", "fine_tune_cot", "free")),
@@ -59,9 +56,9 @@ def test_seed_0_of_the_sweep_is_the_notebooks_run():
         assert counts(swept) == counts(notebook) and swept["decoding"].removeprefix("forced_") == notebook.get("decoding", "free"), key
         if "max_new_tokens" in notebook:  # (notebook 03's records do not name their budget)
             assert swept["max_new_tokens"] == notebook["max_new_tokens"], key
-    sft, notebook = rows[("sft", "free")], _record("03_sft_qlora", "sft", "text+image")
-    assert sft["F1@M"] == {k: v["F1@M"] for k, v in notebook["metrics"].items()}
-    assert sft["gen_tokens_mean"] == pytest.approx(notebook["gen_tokens_mean"]) and sft["think_share"] == 0
+        assert swept["F1@M"] == {k: v["F1@M"] for k, v in notebook["metrics"].items()}, key
+        assert swept["gen_tokens_mean"] == pytest.approx(notebook["gen_tokens_mean"]), key
+        assert swept["think_share"] == notebook["think_share"], key
 
 
 @pytest.mark.skipif(not SWEEP.is_file(), reason="the committed sweep")
@@ -125,23 +122,25 @@ def test_summaries_and_goals_count_seeds(tmp_path):
 def test_what_the_committed_sweep_supports():
     """The findings notebooks 04 and 05 and the README state, as the committed 4-seed sweep has them
     (docs/measured_figures.md): on the 2-layer tiny student Fine-tune-CoT keeps SFT's overall F1@M
-    (within 0.02 on average) but does not beat it where reasoning was meant to help (the held-out
-    pairs: lower on average, above SFT on at most 2 of 4 seeds), its rationales are mostly but not
-    95% well-formed, and reasoning costs over 4x the tokens. Dynamic CoT spends under half of
-    Fine-tune-CoT's tokens and beats its exposure-matched replay control on 3 of 4 seeds, but it
-    reasons on some seeds only, not more on composition posts than on text posts, and falls more
-    than 0.01 below the better baseline."""
+    (within 0.02 on average) but is below it on every seed where reasoning was meant to help (the
+    held-out pairs and the composition posts), while above it on the text posts on 3 of 4 seeds; its
+    rationales are mostly but not 95% well-formed, and reasoning costs over 4x the tokens. Dynamic CoT
+    reasons on 3 of 4 seeds, mostly on text posts (not on the composition posts), spends under half of
+    Fine-tune-CoT's tokens, falls more than 0.01 below the better baseline and beats its
+    exposure-matched replay control on 2 of 4 seeds only."""
     s = cot_seeds.summarize(SWEEP)
     goal = cot_seeds.goal_fine_tune_cot(s)
     assert not goal["met"] and goal["checks"]["all_diff_mean"]
-    assert goal["unseen_higher_seeds"] <= 2 and goal["unseen_gain_mean"] < 0
-    assert 0.6 <= goal["well_formed_min"] < 0.95 and not goal["checks"]["well_formed_min"]
+    assert goal["unseen_higher_seeds"] == 0 and goal["unseen_gain_mean"] < -0.05
+    comp, text = s["subsets"]["needs:composition"], s["subsets"]["needs:text"]
+    assert comp["method_higher"] == 0 and comp["diff_mean"] < 0 and text["method_higher"] == 3 and text["diff_mean"] > 0
+    assert 0.7 <= goal["well_formed_min"] < 0.95 and not goal["checks"]["well_formed_min"]
     assert s["gen_tokens_mean"]["fine_tune_cot"] > 4 * s["gen_tokens_mean"]["sft"]
     d = cot_seeds.summarize_dynamic(SWEEP)
     v, checks = d["goal"]["values"], d["goal"]["checks"]
     assert checks["tokens_ratio"] and checks["think_share"] and checks["unseen_minus_fine_tune_cot"]
-    assert checks["above_control_seeds"] and v["above_control_seeds"] == 3 and v["minus_control_mean"] > 0
-    assert not checks["composition_over_text"] and v["composition_over_text"] < 1
+    assert not checks["above_control_seeds"] and v["above_control_seeds"] == 2
+    assert not checks["composition_over_text"] and v["composition_over_text"] < 0.5
     assert not checks["f1m_minus_best_baseline"] and not d["goal"]["met"]
     by_seed = [r["think_share"] for r in _rows() if r["method"] == "dynamic_cot" and r.get("tag", "default") == "default"]
-    assert min(by_seed) == 0 < max(by_seed) and sum(t > 0 for t in by_seed) == 2  # it reasons on some seeds only
+    assert min(by_seed) == 0 < max(by_seed) and sum(t > 0 for t in by_seed) == 3  # it reasons on 3 seeds of 4

@@ -11,10 +11,11 @@ generation batch), and every run goes through the same calls the notebooks make
 (:func:`experiment.train_run` with the valid split, :func:`experiment.decode`,
 :func:`experiment.record`), so seed 0 trains on the notebooks' data with their recipe; only ``seed``
 changes between seeds (the adapter's initialisation, the data order, the oracle's noise draw), on
-the seed-0 splits. SFT's seed 0 gives notebook 03's scores to the last digit on the machine and
-thread count it ran with; the CoT runs start identically (the same training loss at the first
-logged steps) but their float32 training drifts between the notebook's process and the sweep's,
-so their seed-0 scores are one more draw, not the notebook's figures.
+the seed-0 splits. Each run trains in a fresh (spawned) worker process, as a notebook's kernel is,
+so on the machine and thread count the notebooks ran with, seed 0 gives notebooks 03, 04 and 05's
+scores to the last digit for every method (``tests/test_bench_cot_seeds.py`` checks the committed
+files). Another machine rounds float32 differently and gives other figures (see
+``docs/tiny_profile.md``).
 
 Methods (per seed, one QLoRA run each; the clean test split scored):
 
