@@ -80,6 +80,17 @@ def test_04_fine_tune_cot(tiny_run):
         assert sum(q[k] for k in ("cut_off", "unclosed", "no_answer", "loop", "inconsistent", "well_formed")) == n_test
         assert q["cut_off"] == rec[key]["cut_in_think"] <= rec[key]["cut_off"]
     assert rec[("fine_tune_cot", "forced_direct")]["well_formed_share"] is None
+    # ... and, on the synthetic posts, whether its rationales read the picture truly (per kind of post)
+    for key in (("fine_tune_cot", "free"), ("fine_tune_cot", "forced_think"), ("fine_tune_cot", "noisy_teacher")):
+        reading, q = rec[key]["rationale_reading"], rec[key]["rationale_quality"]
+        assert {"all", "needs:text", "needs:image", "needs:composition"} <= set(reading)
+        assert reading["all"]["posts"] == n_test == sum(reading[k]["posts"] for k in reading if k != "all")
+        assert round(reading["all"]["well_formed"] * n_test) == q["well_formed"]
+        assert 0 <= reading["needs:composition"]["reads_truly"] <= reading["needs:composition"]["opened"] <= 1
+    assert "rationale_reading" not in rec[("fine_tune_cot", "forced_direct")] and "rationale_reading" not in sft
+    assert m["findings"]["reading"] == free["rationale_reading"]
+    texts = " ".join(c["text"] for c in m["summary_claims"])
+    assert "read both shapes and the mixed colour truly" in texts and "misread the picture" in texts
     # reasoning costs tokens and time on every post
     assert free["gen_tokens_mean"] >= 2.5 * sft["gen_tokens_mean"]
     assert free["seconds_per_post"] > sft["seconds_per_post"]
