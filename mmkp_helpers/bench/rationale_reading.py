@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {}
     for path in args.generations:
         gens = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-        out[Path(path).name] = summarize(gens, examples)
+        out[str(path)] = summarize(gens, examples)  # keyed by the path given (sweeps repeat file names)
     text = json.dumps(out, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
