@@ -173,3 +173,25 @@ def test_what_the_style_study_supports():
     assert min(wf, key=wf.get) == "compact" and max(unseen, key=unseen.get) == "compact"
     assert min(tokens, key=tokens.get) == "compact" and tokens["compact"] < 0.7 * tokens["verbose"]
     assert abs(wf["verbose"] - wf["running"]) < 0.03
+
+
+def test_per_post_counts_where_the_method_scores_higher(tmp_path):
+    """Post by post, per seed and kind of post: higher, lower, posts (from a sweep's generation files)."""
+    from mmkp_helpers import data, overlap
+
+    test = data.read_jsonl(overlap.prepare_splits("synthetic", tmp_path / "r", seed=0, verbose=False)["clean"]["test"])
+    text_ids = {ex.id for ex in test if ex.meta["needs"] == "text"}
+
+    def write(name, predict):
+        folder = tmp_path / "work" / name
+        folder.mkdir(parents=True)
+        (folder / "generations-free.jsonl").write_text(
+            "".join(json.dumps({"id": ex.id, "prediction": predict(ex)}) + "\n" for ex in test))
+
+    write("sft-default-0", lambda ex: list(ex.keyphrases)[:1])
+    write("fine_tune_cot-default-0", lambda ex: list(ex.keyphrases) if ex.id in text_ids else [])
+    counts = cot_seeds.per_post(tmp_path / "work", tmp_path / "r")[0]
+    n = {k: sum(ex.meta["needs"] == k.split(":")[1] for ex in test) for k in counts}
+    many = sum(len(ex.keyphrases) > 1 for ex in test if ex.id in text_ids)
+    assert counts["needs:text"] == {"higher": many, "lower": 0, "posts": n["needs:text"]}
+    assert counts["needs:composition"] == {"higher": 0, "lower": n["needs:composition"], "posts": n["needs:composition"]}

@@ -172,6 +172,34 @@ def _rows(path, decoding: str = "free") -> list[dict]:
     return [r for r in rows if r.get("decoding", "free") == decoding]
 
 
+def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/tiny", method: str = "fine_tune_cot",
+             baseline: str = "sft", tag: str = "default") -> dict:
+    """Post by post, from the generations a sweep left in ``work``: per seed and kind of post
+    (``needs``), on how many test posts ``method``'s free decoding scores a higher post F1@M than
+    ``baseline``'s, on how many lower, and how many posts there are: where reasoning helped."""
+    from mmkp_helpers import data, overlap
+    from mmkp_helpers.decision import post_f1
+
+    test = data.read_jsonl(overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]["test"])
+    out: dict = {}
+    for folder in sorted(Path(work).glob(f"{method}-{tag}-*")):
+        seed = int(folder.name.rsplit("-", 1)[1])
+        base = Path(work) / f"{baseline}-{tag}-{seed}" / "generations-free.jsonl"
+        if not (folder / "generations-free.jsonl").is_file() or not base.is_file():
+            continue
+        preds = [{g["id"]: g["prediction"] for g in map(json.loads, f.read_text().splitlines()) if g}
+                 for f in (folder / "generations-free.jsonl", base)]
+        counts: dict = {}
+        for ex in test:
+            a, b = (post_f1(p[ex.id], ex) for p in preds)
+            c = counts.setdefault(f"needs:{ex.meta.get('needs', '-')}", {"higher": 0, "lower": 0, "posts": 0})
+            c["higher"] += a > b
+            c["lower"] += a < b
+            c["posts"] += 1
+        out[seed] = dict(sorted(counts.items()))
+    return out
+
+
 def summarize(path: str | os.PathLike, baseline: str = "sft", method: str = "fine_tune_cot", tag: str | None = None,
               decoding: str = "free") -> dict:
     """Per compared subset: the mean F1@M of both methods over the seeds that ran both, the mean,
@@ -309,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=".cache/cot_seeds")
     parser.add_argument("--out", default="")
     parser.add_argument("--summarize", metavar="FILE")
+    parser.add_argument("--per-post", action="store_true", help="post by post, Fine-tune-CoT against SFT per kind of "
+                                                                 "post, from the generations under --work")
     args = parser.parse_args(argv)
+    if args.per_post:
+        print(json.dumps(per_post(args.work, args.results_dir), indent=1))
+        return 0
     if args.summarize:
         sweep = summarize(args.summarize)
         print(json.dumps({"fine_tune_cot_vs_sft": sweep, "goal": goal_fine_tune_cot(sweep),
