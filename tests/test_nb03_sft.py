@@ -1,9 +1,10 @@
 """Smoke run of notebook 03 with `mmkp-run --profile tiny`; assertions read what it recorded:
 training happened in every run; SFT beats the untrained model, the image helps on image
-keyphrases, and the original split scores above the clean one, by wide margins. The last holds
-because the original split's test accounts were seen in training (their tags memorised) and the
-clean split's were not; over 8 training seeds the difference was +0.115 to +0.311 F1@M
-(`results/bench/sft_series_8seeds_cpu16.jsonl`, `python -m mmkp_helpers.bench.sft_seeds`)."""
+keyphrases, and the original split scores above the clean one. The last holds because the
+original split's test accounts were seen in training (their tags memorised) and the clean split's
+were not; with this recipe the difference was +0.044 to +0.127 F1@M over 4 training seeds, seed 0
+(this run) the smallest (`results/bench/sft_composition_4seeds_cosine_cpu2.jsonl`, `python -m
+mmkp_helpers.bench.sft_seeds`), so the test asserts that it is positive, not how large."""
 import math
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def test_03_sft_qlora(tiny_run):
     f = m["findings"]
     assert f["sft_gain_f1m"] == pytest.approx(f1m(sft) - f1m(before))
     assert f["overlap_inflation_f1m"] == pytest.approx(f1m(("sft", "original")) - f1m(sft))
-    # overlap inflates: the original split above the clean one, and the accounts' tags are why
-    assert f1m(("sft", "original")) >= f1m(sft) + 0.05
+    # overlap inflates: the original split above the clean one (on 4 of 4 seeds of the sweep), and
+    # the accounts' tags are why
+    assert f1m(("sft", "original")) > f1m(sft)
     assert f1m(("sft", "original"), "tag") >= 0.5 > 0.05 >= f1m(sft, "tag")
 
     b = m["breakdown"]
