@@ -52,10 +52,15 @@ class TrainRecord:
 
     ``direct`` is the serialized keyphrase list (``"kp1; kp2"``); ``cot`` the same answer after
     a rationale (``"<think>...</think>\\nkp1; kp2"``), or ``None`` when no rationale exists, in
-    which case the record is always trained in its direct form."""
+    which case the record is always trained in its direct form. ``rationale`` is the rationale
+    inside ``cot``. ``answer_only``: in its CoT form only the answer line is trained (labels on the
+    rationale are ``-100``: it is context, as for a counterfactual record, see
+    :mod:`mmkp_helpers.counterfactual`)."""
     example: Example
     direct: str
     cot: str | None = None
+    rationale: str | None = None
+    answer_only: bool = False
 
     @property
     def id(self) -> str:
@@ -79,7 +84,7 @@ def make_records(examples: Iterable[Example], rationales: Mapping[str, str] | No
     for ex in examples:
         rationale = rationales.get(ex.id)
         records.append(TrainRecord(ex, direct_target(ex.keyphrases),
-                                   None if rationale is None else cot_target(rationale, ex.keyphrases)))
+                                   None if rationale is None else cot_target(rationale, ex.keyphrases), rationale))
     return records
 
 
@@ -408,6 +413,9 @@ class ChatCollator:
                 batch = self._batch(texts, paths)
                 lengths = batch["attention_mask"].sum(dim=1).tolist()
                 self.overlong_ids.update(records[i].id for i in cut if lengths[i] > self.max_length)
+        for i, (r, f) in enumerate(zip(records, forms)):
+            if r.answer_only and f == "cot":  # the rationale is context: only the answer line trains
+                batch["labels"][i, batch["answer_mask"][i] == 0] = IGNORE_INDEX
         batch["example_ids"] = [r.id for r in records]
         batch["forms"] = forms
         return batch

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import collate, inference, modeling, rationale, reading, results, training
+from . import collate, counterfactual, inference, modeling, rationale, reading, results, training
 from .data import Example
 from .paths import project_root
 
@@ -82,17 +82,21 @@ def train_run(model_path: str, train: Sequence[Example], valid: Sequence[Example
               settings: training.SFTSettings, lora: dict, output_dir: str | os.PathLike,
               rationales: dict[str, str] | None = None, default_form: str | None = None,
               forms: collate.TargetForms | None = None, ledger: training.LossLedger | None = None,
-              callbacks: Iterable = (), seed: int = 0, verbose: bool = True, **load_kwargs):
+              callbacks: Iterable = (), seed: int = 0, verbose: bool = True, counterfactual_share: float = 0.0,
+              **load_kwargs):
     """A fresh base model with the seed's adapter initialisation, trained with :func:`training.train_sft`.
 
     ``rationales`` (id -> rationale) gives records CoT targets; ``default_form`` ("direct" or
     "cot"; default: "cot" when there are rationales) is the form of every record unless ``forms``
-    (e.g. a Dynamic CoT policy's table) is given. Returns ``(model, processor, TrainResult)``."""
+    (e.g. a Dynamic CoT policy's table) is given. ``counterfactual_share``: that share of the
+    records with a rationale get a counterfactual copy that trains its answer only
+    (:mod:`mmkp_helpers.counterfactual`). Returns ``(model, processor, TrainResult)``."""
     modeling.setup(seed, verbose=False)
     model, processor = modeling.load_vlm(model_path, lora=lora, verbose=False, **load_kwargs)
     if forms is None:
         forms = collate.TargetForms(default_form or ("cot" if rationales else "direct"))
     records = collate.make_records(train, rationales)
+    records += counterfactual.counterfactual_records(records, counterfactual_share, seed=seed)
     valid_records = collate.make_records(valid, rationales) if valid else None
     result = training.train_sft(model, processor, records, valid_records, settings=settings, output_dir=output_dir,
                                 forms=forms, ledger=ledger, callbacks=callbacks)

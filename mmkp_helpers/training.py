@@ -101,6 +101,7 @@ class SFTSettings:
     select_best: bool = False  # keep and load at the end the best checkpoint (eval_f1_m, else eval_loss)
     decision_loss: str = "plain"  # the answer's first token (<think> or Keyphrases:): plain, or balanced (see below)
     decision_weight: float = 1.0  # with decision_loss="balanced": the weight of the decision tokens' loss
+    answer_weight: float = 1.0  # in rows trained in CoT form, the weight of the answer line's tokens (after </think>)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SFTSettings":
@@ -194,12 +195,13 @@ class KeyphraseTrainer(Trainer):
     """
 
     def __init__(self, *args, collator: ChatCollator, ledger: LossLedger | None = None, fused_loss: bool = True,
-                 decision_loss: str = "plain", decision_weight: float = 1.0, **kwargs):
+                 decision_loss: str = "plain", decision_weight: float = 1.0, answer_weight: float = 1.0, **kwargs):
         kwargs["data_collator"] = defer_records
         super().__init__(*args, **kwargs)
         self.fused_loss = fused_loss
         self.decision_loss = decision_loss
         self.decision_weight = float(decision_weight)
+        self.answer_weight = float(answer_weight)
         self.collator = collator
         self.ledger = ledger if ledger is not None else LossLedger()
         self.tokens_seen = 0
@@ -242,6 +244,13 @@ class KeyphraseTrainer(Trainer):
                 weights[row, first[row]] = self.decision_weight * total / (2 * max(seen.get(form, 0), 1))
         return weights
 
+    def answer_weights(self, answer: torch.Tensor, forms: Sequence[str]) -> torch.Tensor:
+        """Per-position loss weights (``answer``'s shape, 1 where the predicted token is on the
+        answer line): ``answer_weight`` on the answer line of rows trained in CoT form, 1 elsewhere
+        (``SFTSettings.answer_weight``)."""
+        cot = torch.tensor([f == "cot" for f in forms], device=answer.device)[:, None]
+        return torch.where(answer.bool() & cot, self.answer_weight, 1.0).float()
+
     def _tokens_across_processes(self) -> bool:
         """Normalise by the supervised tokens of all ranks (``average_tokens_across_devices``,
         on by default): DDP averages the ranks' gradients, so each rank's loss is its token-loss
@@ -274,6 +283,9 @@ class KeyphraseTrainer(Trainer):
         weighted = losses
         if model.training and self.decision_loss == "balanced" and forms is not None:
             weighted = losses * self.decision_weights(mask, forms).to(losses.dtype)
+        if model.training and self.answer_weight != 1.0 and forms is not None and answer_mask is not None:
+            answer = answer_mask[:, 1:] if positions is None else answer_mask[:, positions.to(answer_mask.device) + 1]
+            weighted = weighted * self.answer_weights(answer, forms).to(weighted.device, weighted.dtype)
         total = weighted.sum()
         if model.training and num_items_in_batch is not None:
             loss = total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
@@ -458,7 +470,8 @@ def train_sft(model, processor, train_records: Sequence[TrainRecord], valid_reco
         model=model, args=args, collator=collator, train_dataset=RecordDataset(train_records),
         eval_dataset=RecordDataset(valid_records) if valid_records else None,
         callbacks=[_StateCheckpointCallback(forms, ledger), *callbacks], ledger=ledger,
-        fused_loss=settings.fused_loss, decision_loss=settings.decision_loss, decision_weight=settings.decision_weight)
+        fused_loss=settings.fused_loss, decision_loss=settings.decision_loss, decision_weight=settings.decision_weight,
+        answer_weight=settings.answer_weight)
     for callback in callbacks:
         if hasattr(callback, "bind"):  # callbacks that log through the trainer (ValidF1Callback)
             callback.bind(trainer)

@@ -27,7 +27,11 @@ Methods (per seed, one QLoRA run each; the clean test split scored):
   fields as JSON) decides the forms during training (notebook 05), then its control.
 Each line is the notebook's record (``metrics`` per subset, tokens, seconds, think share,
 rationale quality) plus ``bench``, ``method``, ``decoding``, ``tag``, ``seed``, ``train_s`` and a
-flat ``F1@M`` per subset. Runs go to worker processes (``--jobs``, each ``--threads`` torch
+flat ``F1@M`` per subset. ``--set`` overrides notebook parameters for a study (e.g.
+``rationale_style``, ``model_name``), and takes two settings the notebooks do not have (their
+recipe leaves them off): ``counterfactual_share`` (that share of the training posts also train a
+counterfactual rationale's answer, :mod:`mmkp_helpers.counterfactual`) and ``answer_weight``
+(:attr:`mmkp_helpers.training.SFTSettings.answer_weight`). Runs go to worker processes (``--jobs``, each ``--threads`` torch
 threads); lines are appended to ``--out`` as they finish. ``--summarize`` pairs methods by seed.
 """
 from __future__ import annotations
@@ -75,6 +79,7 @@ def _row(job: dict, p: dict, name: str, decoding: str, gens, scores, test, seen,
     row.update({"bench": "cot_seeds", "method": name, "tag": job["tag"], "seed": job["seed"], "steps": res.steps,
                 "train_s": round(train_s, 1), "final_loss": res.final_loss, "threads": job["threads"],
                 "model_name": p["model_name"], "rationale_style": None if teacher is None else p["rationale_style"],
+                "overrides": job["overrides"],
                 "F1@M": {k: v["F1@M"] for k, v in scores.items() if isinstance(v, dict)},
                 "think_share_by_subset": experiment.think_share_by_subset(gens, test, seen)})
     return row
@@ -108,6 +113,7 @@ def _run(job: dict) -> list[dict]:
     rationales = None if teacher is None else run_teacher(teacher, train, Path(job["work"]) / "teacher",
                                                           progress=False).rationales
     settings, lora, load = experiment.recipe(p, progress=False)
+    settings = dataclasses.replace(settings, answer_weight=p.get("answer_weight", 1.0))
     model_path = modeling.resolve_model(p["model_name"])
     work = Path(job["work"])
     dec = dict(batch_size=p["gen_batch_size"], prompt_keyphrases=p["prompt_keyphrases"], progress=False)
@@ -116,7 +122,8 @@ def _run(job: dict) -> list[dict]:
         t0 = time.perf_counter()
         model, processor, res = experiment.train_run(model_path, train, valid, settings, lora,
                                                      work / f"{method}-{job['tag']}-{job['seed']}", rationales=rationales,
-                                                     seed=job["seed"], verbose=False, **load)
+                                                     seed=job["seed"], verbose=False,
+                                                     counterfactual_share=p.get("counterfactual_share", 0.0), **load)
         train_s = time.perf_counter() - t0
         decodings = [("free", None, p["max_new_tokens"] if method == "sft" else p["max_new_tokens_cot"])]
         if method == "fine_tune_cot" and job.get("forced", True):
@@ -321,12 +328,38 @@ def goal_fine_tune_cot(summary: dict) -> dict:
     return out
 
 
+def study(path: str | os.PathLike, sweep: str | os.PathLike, method: str = "fine_tune_cot") -> dict:
+    """A study's free-decoding rows (``--tag`` per setting, ``--set`` recorded as ``overrides``) against
+    the sweep's SFT and ``method`` on the same seeds: per tag (the sweep's own rows as ``"recipe"``)
+    ``{"overrides", "seeds", "well_formed_mean", "well_formed_min", "f1m_mean", "f1m_minus_sft_mean",
+    "unseen_minus_sft_mean", "unseen_higher_seeds"}``."""
+    base = {(r["method"], r["seed"]): r for r in _rows(sweep) if r.get("tag", "default") == "default"}
+    by_tag: dict = {"recipe": {s: r for (m, s), r in base.items() if m == method}}
+    for r in _rows(path):
+        by_tag.setdefault(r["tag"], {})[r["seed"]] = r
+    out = {}
+    for tag, runs in by_tag.items():
+        seeds = sorted(runs)
+        mean = lambda f: sum(f(runs[s]) for s in seeds) / len(seeds)  # noqa: E731
+        sft = lambda s, subset: base[("sft", s)]["F1@M"][subset]  # noqa: E731
+        wf = [runs[s]["well_formed_share"] for s in seeds]
+        out[tag] = {"overrides": runs[seeds[0]].get("overrides", {}), "seeds": seeds,
+                    "well_formed_mean": sum(wf) / len(wf), "well_formed_min": min(wf),
+                    "f1m_mean": mean(lambda r: r["F1@M"]["all"]),
+                    "f1m_minus_sft_mean": sum(runs[s]["F1@M"]["all"] - sft(s, "all") for s in seeds) / len(seeds),
+                    "unseen_minus_sft_mean": sum(runs[s]["F1@M"]["unseen:text+image"] - sft(s, "unseen:text+image")
+                                                 for s in seeds) / len(seeds),
+                    "unseen_higher_seeds": sum(runs[s]["F1@M"]["unseen:text+image"] > sft(s, "unseen:text+image")
+                                               for s in seeds)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--methods", nargs="+", default=["sft", "fine_tune_cot"], choices=METHODS)
     parser.add_argument("--set", default="{}", help="notebook parameters to override, as JSON (e.g. for a study "
-                                                    "of another rationale style); rows record them")
+                                                    "of another rationale style); rows record them (overrides)")
     parser.add_argument("--policy", default="{}", help="Dynamic CoT PolicySettings as JSON")
     parser.add_argument("--tag", default="default", help="a name for this setting in the output")
     parser.add_argument("--no-control", action="store_true", help="no control run after dynamic_cot")

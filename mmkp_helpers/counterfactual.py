@@ -1,0 +1,120 @@
+"""Counterfactual rationales: training examples that teach a CoT student to answer what its
+rationale concludes (SCOTT's counterfactual reasoning objective, Wang et al., ACL 2023).
+
+A Fine-tune-CoT student can fit its targets two ways: copy the keyphrases its rationale concluded,
+or predict them from the post as a direct (SFT) answer would, ignoring the rationale. Faithful
+teacher rationales always conclude the gold keyphrases, so both ways fit the training data equally
+well, and a small student tends to the second: when its own rationale concludes "purple shirt" it
+may still answer "red shirt" (an *inconsistent* generation, :mod:`mmkp_helpers.rationale`).
+
+A counterfactual example breaks that tie. It is a copy of a CoT training example whose rationale
+concludes one keyphrase changed into another (:func:`perturb`), and whose answer follows the
+changed rationale; it trains **only its answer line** (the rationale is context, its tokens carry
+no loss, :attr:`mmkp_helpers.collate.TrainRecord.answer_only`), so the student never learns to
+write a wrong rationale, only that the answer is read from the rationale. On the counterfactual
+examples the direct way predicts the wrong answer; copying is the one way that fits all targets.
+
+:func:`counterfactual_records` adds them to a training set: ``share`` of the records with a
+rationale get one, chosen by a seeded hash of their id; ids get the suffix ``#cf``.
+
+**The change** (:func:`perturb`): one of the rationale's concluded keyphrases that is also an
+answer keyphrase, picked at random, becomes another keyphrase of the training pool (not one of the
+post's), preferably one with the same number of words and the same last word (head noun), so a
+colour changes ("purple shirt" -> "red shirt") or an occasion does ("holiday" -> "match"): the
+confusions a student makes. It is replaced in every conclusion list (the text after each
+sentence's last ``": "``) and in the answer; the sentences' reasoning stays as it was.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from typing import Iterable, Sequence
+
+from .rationale import _MARKER, _SENTENCE_END, _norm, conclusions
+
+SUFFIX = "#cf"
+
+
+def _draw(seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by ``seed`` and ``key`` (the same on every machine and run)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def replacement(keyphrase: str, pool: Sequence[str], avoid: Iterable[str], rng: random.Random) -> str | None:
+    """Another keyphrase of ``pool`` for ``keyphrase``, none of ``avoid``: one with the same number
+    of words and last word when there is one, else the same number of words, else any; None when
+    the pool offers nothing."""
+    avoid = {_norm(a) for a in avoid} | {_norm(keyphrase)}
+    words = _norm(keyphrase).split()
+    candidates = sorted({_norm(p) for p in pool} - avoid - {""})
+    same_len = [c for c in candidates if len(c.split()) == len(words)]
+    same_head = [c for c in same_len if c.split()[-1] == words[-1]] if words else []
+    for choice in (same_head, same_len, candidates):
+        if choice:
+            return rng.choice(choice)
+    return None
+
+
+def _replace_in_conclusions(rationale: str, old: str, new: str) -> str:
+    """``rationale`` with the item ``old`` of each conclusion list changed into ``new``."""
+    parts = re.split(f"({_SENTENCE_END.pattern})", rationale)
+    out = []
+    for part in parts:
+        if _MARKER in part and not _SENTENCE_END.fullmatch(part):
+            head, tail = part.rsplit(_MARKER, 1)
+            items = re.split(r"([,;])", tail)
+            items = [re.sub(re.escape(i.strip()), new, i) if _norm(i) == old else i for i in items]
+            part = head + _MARKER + "".join(items)
+        out.append(part)
+    return "".join(out)
+
+
+def perturb(rationale: str, keyphrases: Sequence[str], pool: Sequence[str],
+            rng: random.Random) -> tuple[str, list[str]] | None:
+    """``(rationale, keyphrases)`` with one concluded keyphrase changed (see the module docstring),
+    or None when the rationale has no conclusion that is an answer keyphrase, or the pool offers no
+    replacement."""
+    concluded = conclusions(rationale) or []
+    answer = [_norm(k) for k in keyphrases]
+    changeable = [k for k in concluded if k in answer]
+    if not changeable:
+        return None
+    old = rng.choice(changeable)
+    new = replacement(old, pool, set(answer) | set(concluded), rng)
+    if new is None:
+        return None
+    changed = _replace_in_conclusions(rationale, old, new)
+    if new not in (conclusions(changed) or []):
+        return None
+    return changed, [new if _norm(k) == old else k for k in keyphrases]
+
+
+def counterfactual_records(records: Sequence, share: float, seed: int = 0,
+                           pool: Sequence[str] | None = None) -> list:
+    """Counterfactual copies (:class:`~mmkp_helpers.collate.TrainRecord`, ``answer_only``) of
+    ``share`` of ``records`` that have a CoT target, chosen by a seeded hash of their ids; ``pool``:
+    the keyphrases replacements come from (default: all keyphrases of ``records``)."""
+    from dataclasses import replace
+
+    from .collate import TrainRecord
+    from .prompts import direct_target, cot_target
+
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"counterfactual share must be in [0, 1], not {share}")
+    if share == 0:
+        return []
+    pool = sorted({k for r in records for k in r.example.keyphrases}) if pool is None else list(pool)
+    out = []
+    for r in records:
+        if r.cot is None or r.rationale is None or _draw(seed, r.id) >= share:
+            continue
+        changed = perturb(r.rationale, r.example.keyphrases, pool, random.Random(f"{seed}:{r.id}:cf"))
+        if changed is None:
+            continue
+        rationale, keyphrases = changed
+        example = replace(r.example, id=r.id + SUFFIX, keyphrases=list(keyphrases))
+        out.append(TrainRecord(example, direct_target(keyphrases), cot_target(rationale, keyphrases),
+                               rationale=rationale, answer_only=True))
+    return out

@@ -1,0 +1,88 @@
+"""Counterfactual rationales (SCOTT's objective): what a counterfactual copy changes, and that it
+trains its answer line only."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from mmkp_helpers import counterfactual as cf
+from mmkp_helpers.collate import IGNORE_INDEX, ChatCollator, TargetForms, make_records
+from mmkp_helpers.data import Example
+from mmkp_helpers.rationale import check, conclusions, consistent
+
+RATIONALE = ("the text names a shirt and a holiday: shirt, holiday. the picture shows a red square and a blue "
+             "square, so the shirt is purple: purple shirt. the background is blue, which shows sea: sea.")
+KEYPHRASES = ["shirt", "holiday", "purple shirt", "sea"]
+POOL = ["shirt", "holiday", "purple shirt", "sea", "red shirt", "green hat", "match", "snow", "blue shirt"]
+
+
+def test_a_perturbed_rationale_concludes_its_new_answer_and_keeps_its_reasoning():
+    seen = set()
+    for seed in range(40):
+        changed = cf.perturb(RATIONALE, KEYPHRASES, POOL, random.Random(seed))
+        assert changed is not None
+        rationale, answer = changed
+        assert set(conclusions(rationale)) == set(answer) != set(KEYPHRASES)  # the new answer follows the rationale
+        assert len(set(answer) - set(KEYPHRASES)) == 1  # exactly one keyphrase changed
+        assert consistent(rationale, answer) and check(f"<think>{rationale}</think>\nKeyphrases: "
+                                                       + "; ".join(answer)).well_formed
+        assert rationale.replace(": ", "|").split("|")[0] == RATIONALE.split(": ")[0]  # reasoning text kept
+        assert "so the shirt is purple" in rationale
+        seen.add(next(iter(set(answer) - set(KEYPHRASES))))
+    # the replacement of a two-word keyphrase keeps its head noun: "purple shirt" became another shirt
+    assert seen & {"red shirt", "blue shirt"} and not seen & {"green hat"}
+
+
+def test_replacement_prefers_the_same_head_then_the_same_length():
+    rng = random.Random(0)
+    assert cf.replacement("purple shirt", POOL, [], rng) in {"red shirt", "blue shirt"}
+    assert cf.replacement("purple cup", POOL, [], rng) in {"purple shirt", "red shirt", "green hat", "blue shirt"}
+    assert cf.replacement("sea", ["sea"], [], rng) is None
+    assert cf.perturb("no conclusion here.", ["x"], POOL, rng) is None
+
+
+def test_counterfactual_records_are_seeded_answer_only_and_a_share(tmp_path):
+    examples = [Example(f"p{i}", f"post {i}", KEYPHRASES) for i in range(200)]
+    records = make_records(examples, {ex.id: RATIONALE for ex in examples[:150]})  # 50 have no rationale
+    first = cf.counterfactual_records(records, 0.4, seed=3, pool=POOL)
+    assert [r.cot for r in first] == [r.cot for r in cf.counterfactual_records(records, 0.4, seed=3, pool=POOL)]
+    assert [r.id for r in first] != [r.id for r in cf.counterfactual_records(records, 0.4, seed=4, pool=POOL)]
+    assert 0.25 * 150 < len(first) < 0.55 * 150  # about 40% of the 150 records with a rationale
+    assert all(r.answer_only and r.id.endswith(cf.SUFFIX) and int(r.id[1:-3]) < 150 for r in first)
+    assert cf.counterfactual_records(records, 0.0) == []
+    assert len(cf.counterfactual_records(records, 1.0, pool=POOL)) == 150
+    with pytest.raises(ValueError, match="share"):
+        cf.counterfactual_records(records, 1.5)
+
+
+def test_an_answer_only_record_trains_its_answer_line_and_nothing_else(tiny_model_dir):
+    from mmkp_helpers.modeling import load_processor
+
+    processor = load_processor(str(tiny_model_dir))
+    record = make_records([Example("a", "a shirt for the holiday", KEYPHRASES)], {"a": RATIONALE})[0]
+    counter = cf.counterfactual_records([record], 1.0, pool=POOL)[0]
+    collator = ChatCollator(processor, forms=TargetForms("cot"))
+    batch = collator([record, counter])
+    tok = processor.tokenizer
+    trained = [tok.decode(batch["input_ids"][i][batch["labels"][i] != IGNORE_INDEX]) for i in range(2)]
+    assert trained[0].startswith("<think>") and RATIONALE in trained[0]
+    assert trained[1].startswith("Keyphrases:") and "<think>" not in trained[1]
+    assert trained[1].replace("<|im_end|>", "").strip() == "Keyphrases: " + "; ".join(counter.example.keyphrases)
+    # the rationale is still in the input, as context
+    assert "so the shirt is purple" in tok.decode(batch["input_ids"][1])
+    # in the direct form an answer-only record trains its (direct) target as any record does
+    direct = ChatCollator(processor, forms=TargetForms("direct"))([counter])
+    assert int((direct["labels"] != IGNORE_INDEX).sum()) == int(torch.as_tensor(direct["answer_mask"]).sum())
+
+
+def test_answer_weight_weighs_the_answer_line_of_cot_rows_only():
+    from types import SimpleNamespace
+
+    from mmkp_helpers.training import KeyphraseTrainer, SFTSettings
+
+    answer = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]])
+    weights = KeyphraseTrainer.answer_weights(SimpleNamespace(answer_weight=4.0), answer, ["cot", "direct", "cot"])
+    assert weights.tolist() == [[1, 1, 4, 4], [1, 1, 1, 1], [4, 4, 4, 4]]
+    assert SFTSettings().answer_weight == 1.0  # the notebooks' recipe: every token weighs the same
