@@ -9,7 +9,7 @@ reader would take from it (CMKP keyphrases are lower-cased; a hashtag is one key
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mmkp_helpers.prompts import parse_generation
@@ -191,6 +191,9 @@ _phrase = st.lists(_word, min_size=1, max_size=3).map(" ".join)
 @given(st.lists(_phrase, min_size=1, max_size=6, unique=True), st.sampled_from(PREAMBLES),
        st.sampled_from(POSTAMBLES), st.sampled_from(sorted(FORMATS)), st.booleans())
 def test_chat_around_any_list_is_never_a_keyphrase(keyphrases, preamble, postamble, fmt, inline):
+    # "a, b, or c" reads as three keyphrases (the Oxford comma), so in a comma list a keyphrase that
+    # starts with "and" or "or" is ambiguous ("a, or a" is one keyphrase "a" twice): not generated there
+    assume(fmt != "commas" or all(k.split()[0] not in ("and", "or") for k in keyphrases))
     body = FORMATS[fmt](keyphrases)
     joiner = " " if inline and preamble.endswith(":") and fmt in ("semicolons", "commas") else "\n"
     text = f"{preamble}{joiner}{body}\n\n{postamble}".strip()

@@ -21,3 +21,16 @@ def run_jobs(fn, jobs: list, workers: int = 1) -> list:
             except Exception as exc:  # report and go on with the other runs
                 print(json.dumps({"error": repr(exc)}), file=sys.stderr, flush=True)
     return out
+
+
+def emit_json(obj, out: str = "") -> int:
+    """Print ``obj`` as indented JSON and, when ``out`` is a path, write it there too; returns 0
+    (a benchmark's exit status)."""
+    import json
+    from pathlib import Path
+
+    text = json.dumps(obj, indent=1)
+    if out:
+        Path(out).write_text(text + "\n")
+    print(text)
+    return 0

@@ -17,10 +17,10 @@ answers equal to the target (``exact``), loaded as the notebooks load it, in flo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
+
+from mmkp_helpers.bench import emit_json
 
 
 def _colours(text: str) -> list[str]:
@@ -104,11 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     result = measure(args.model_name, args.posts, args.seed)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    return 0
+    return emit_json(result, args.out)
 
 
 if __name__ == "__main__":

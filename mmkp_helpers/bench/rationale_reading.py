@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mmkp_helpers.bench import emit_json
 from mmkp_helpers.reading import judge, summarize  # noqa: F401  (the measures, re-exported)
 
 
@@ -30,11 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.generations:
         gens = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
         out[str(path)] = summarize(gens, examples)  # keyed by the path given (sweeps repeat file names)
-    text = json.dumps(out, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    return 0
+    return emit_json(out, args.out)
 
 
 if __name__ == "__main__":
