@@ -23,11 +23,11 @@ def test_a_small_run_counts_every_turn(tiny_model_dir, monkeypatch):
     from mmkp_helpers import modeling
 
     monkeypatch.setattr(modeling, "resolve_model", lambda name, seed=0: str(tiny_model_dir))
-    out = base_copying.measure(posts=40, seed=7, max_new_tokens=4, show=1)
-    assert out["turns"] == 20  # the repeat and list turns: half the posts (tasks are dealt in turn)
+    out = base_copying.measure(posts=40, seed=7, max_new_tokens=2, show=1, max_turns=6)
+    assert out["turns"] == 6
     for name in ("float32", "nf4"):
         tasks = out[name]["tasks"]
-        assert set(tasks) == {"repeat", "list"} and sum(t["turns"] for t in tasks.values()) == 20
+        assert set(tasks) == {"repeat", "list"} and sum(t["turns"] for t in tasks.values()) == 6
         assert all(0 <= t["exact"] <= t["turns"] for t in tasks.values()) and len(out[name]["mismatches"]) <= 1
 
 

@@ -47,16 +47,17 @@ def follows_itself(generated: str) -> bool:
 
 
 def measure(model_name: str = "tiny-qwen2_vl", posts: int = 400, seed: int = 7, max_new_tokens: int = 60,
-            min_pixels: int = 3136, max_pixels: int = 12544, show: int = 8) -> dict:
+            min_pixels: int = 3136, max_pixels: int = 12544, show: int = 8, max_turns: int | None = None) -> dict:
     """Per loading (``float32``, ``nf4``) and task: ``{"exact": n, "turns": n, "share": x}``, plus
-    up to ``show`` mismatches (target, generation) per loading."""
+    up to ``show`` mismatches (target, generation) per loading; ``max_turns``: the first that many
+    repeat and list turns only (None: all of them, half the posts)."""
     import torch
 
     from mmkp_helpers import modeling, tiny_base
     from mmkp_helpers.synthetic import render_image
 
     prompts = {tiny_base.REPEAT_PROMPT: "repeat", tiny_base.LIST_PROMPT: "list"}
-    turns = [t for t in tiny_base.pretraining_turns(posts, seed=seed) if t["user"].startswith(tuple(prompts))]
+    turns = [t for t in tiny_base.pretraining_turns(posts, seed=seed) if t["user"].startswith(tuple(prompts))][:max_turns]
     path = modeling.resolve_model(model_name)
     out: dict = {"model_name": model_name, "posts": posts, "seed": seed, "turns": len(turns)}
     for name, quantize in (("float32", False), ("nf4", True)):
