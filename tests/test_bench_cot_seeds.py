@@ -241,11 +241,13 @@ def test_what_the_faithfulness_study_supports():
 @pytest.mark.skipif(not (PROBES.is_file() and SWEEP.is_file()), reason="the committed single-seed probes")
 def test_the_recipe_probes_are_below_the_recipe_at_seed_0():
     """docs/measured_figures.md's single-seed probes (not a claim about the methods): at seed 0 a lower or
-    higher learning rate and a smaller LoRA scale each leave fewer rationales well-formed than the recipe."""
+    higher learning rate, a smaller LoRA scale and a smaller or larger LoRA rank (same scale) each leave
+    fewer rationales well-formed than the recipe."""
     out = cot_seeds.study(PROBES, SWEEP)
     assert {tag: d["overrides"] for tag, d in out.items()} == {
         "recipe": {}, "lr3e-4": {"learning_rate": 0.0003}, "alpha64": {"lora_alpha": 64},
-        "lr2e-3": {"learning_rate": 0.002}}
+        "lr2e-3": {"learning_rate": 0.002}, "r8": {"lora_r": 8, "lora_alpha": 32},
+        "r128": {"lora_r": 128, "lora_alpha": 512}}
     recipe_seed0 = [r for r in _rows() if r["method"] == "fine_tune_cot" and r["decoding"] == "free" and r["seed"] == 0]
     for tag, d in out.items():
         if tag != "recipe":
