@@ -144,19 +144,21 @@ def think_share_by_subset(generations: Sequence[inference.Generation], examples:
 
 
 def record(notebook: str, method: str, variant: str, dataset: str, split: str, generations, scores,
-           examples: Sequence[Example] | None = None, **extra) -> dict:
+           examples: Sequence[Example] | None = None, seen_accounts: set[str] | None = None, **extra) -> dict:
     """A :func:`results.metric_record` with the generation costs and the quality of the reasoning:
     ``think_share``, ``cut_off`` (generations that hit the token limit), ``cut_in_think`` (those that
     opened ``<think>`` and hit it), ``seconds_per_post``, ``rationale_quality``
     (:func:`rationale.quality_stats` without its example ids) and ``well_formed_share`` (None when
     no generation opened ``<think>``). With the scored ``examples`` of a synthetic split (their
     ground truth known) and at least one rationale, also ``rationale_reading``: whether the
-    rationales read the picture truly and the answers follow them, per kind of post
-    (:func:`mmkp_helpers.reading.summarize`)."""
+    rationales read the picture truly and the answers follow them, per kind of post and, given
+    ``seen_accounts`` (:func:`mmkp_helpers.reading.accounts` of the training posts), per account
+    group (:func:`mmkp_helpers.reading.summarize`)."""
     stats = inference.generation_stats(generations)
     quality = rationale.compact(rationale.quality_stats(generations))
     if examples is not None and quality["n_cot"] and all(reading.has_truth(ex) for ex in examples):
-        extra = {"rationale_reading": reading.summarize(generations, {ex.id: ex for ex in examples})} | extra
+        by_id = {ex.id: ex for ex in examples}
+        extra = {"rationale_reading": reading.summarize(generations, by_id, seen_accounts)} | extra
     return results.metric_record(notebook, method, variant, dataset, split, len(generations), stats["gen_tokens_mean"],
                                  {k: v for k, v in scores.items() if isinstance(v, dict)},
                                  think_share=stats["think_share"], cut_off=stats["cut_off"],

@@ -23,7 +23,9 @@ conclusions and a non-empty answer; at most one applies; keyphrases normalised a
 - ``answer_drops``: otherwise, it is a strict subset of the conclusions (it leaves some out);
 - ``answer_adds``: otherwise, it holds a keyphrase the rationale never concluded.
 
-:func:`summarize` gives these shares per kind of post; :func:`mmkp_helpers.experiment.record` adds
+:func:`summarize` gives these shares per kind of post (and, given the training posts' accounts,
+per :func:`account_group`: a post signed by an account that has no training post carries tags no
+model can learn, and a rationale about them can only guess); :func:`mmkp_helpers.experiment.record` adds
 them to every record of a synthetic run (``rationale_reading``), and
 ``python -m mmkp_helpers.bench.rationale_reading`` computes them for generation files.
 """
@@ -69,18 +71,34 @@ def judge(raw: str, example, hit_limit: bool | None = None) -> dict[str, bool]:
             "answer_adds": departs and not is_final and not drops and not answer <= set(concluded)}
 
 
-def summarize(generations: Sequence, examples: dict) -> dict:
-    """Shares of :func:`judge`'s flags per ``needs`` kind and over all posts, with post counts.
+def accounts(examples: Iterable) -> set[str]:
+    """The accounts that sign at least one of ``examples`` (``meta["truth"]["series"]``)."""
+    return {ex.meta["truth"]["series"] for ex in examples
+            if isinstance(getattr(ex, "meta", None), dict) and (ex.meta.get("truth") or {}).get("series")}
+
+
+def account_group(example, seen_accounts: set[str]) -> str:
+    """``signed:seen`` (signed by an account in ``seen_accounts``, e.g. the training posts'
+    :func:`accounts`), ``signed:unseen`` (signed by another: its tags cannot be learned, since
+    only an account's posts show which tags it uses) or ``unsigned``."""
+    series = ((getattr(example, "meta", None) or {}).get("truth") or {}).get("series")
+    return "unsigned" if not series else "signed:seen" if series in seen_accounts else "signed:unseen"
+
+
+def summarize(generations: Sequence, examples: dict, seen_accounts: set[str] | None = None) -> dict:
+    """Shares of :func:`judge`'s flags per ``needs`` kind and over all posts, with post counts;
+    given ``seen_accounts`` (the training posts' :func:`accounts`), also per :func:`account_group`.
     ``generations``: dicts or objects with ``id``, ``raw`` and ``hit_limit``; ``examples``: id -> example."""
     counts: dict[str, Counter] = defaultdict(Counter)
     for g in generations:
         get = g.get if isinstance(g, dict) else lambda k, d=None: getattr(g, k, d)
         ex = examples[get("id")]
         flags = judge(get("raw"), ex, get("hit_limit"))
-        for group in ("all", f"needs:{(ex.meta or {}).get('needs', '-')}"):
+        groups = ["all", f"needs:{(ex.meta or {}).get('needs', '-')}"]
+        if seen_accounts is not None:
+            groups.append(account_group(ex, seen_accounts))
+        for group in groups:
             counts[group]["posts"] += 1
             counts[group].update(k for k, v in flags.items() if v)
     return {group: {"posts": c["posts"], **{k: round(c[k] / c["posts"], 4) for k in KEYS}}
             for group, c in sorted(counts.items())}
-
-

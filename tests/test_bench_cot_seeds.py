@@ -176,25 +176,43 @@ def test_what_the_style_study_supports():
 
 
 def test_per_post_counts_where_the_method_scores_higher(tmp_path):
-    """Post by post, per seed and kind of post: higher, lower, posts (from a sweep's generation files)."""
-    from mmkp_helpers import data, overlap
+    """Post by post, per seed and group of posts (kind, and account seen in training or not): higher,
+    lower, posts, both mean post F1s and the well-formed rationales (from a sweep's generation files)."""
+    from mmkp_helpers import data, overlap, reading
 
-    test = data.read_jsonl(overlap.prepare_splits("synthetic", tmp_path / "r", seed=0, verbose=False)["clean"]["test"])
+    splits = overlap.prepare_splits("synthetic", tmp_path / "r", seed=0, verbose=False)["clean"]
+    test = data.read_jsonl(splits["test"])
+    seen = reading.accounts(data.read_jsonl(splits["train"]))
     text_ids = {ex.id for ex in test if ex.meta["needs"] == "text"}
 
-    def write(name, predict):
+    def write(name, predict, think=False):
         folder = tmp_path / "work" / name
         folder.mkdir(parents=True)
-        (folder / "generations-free.jsonl").write_text(
-            "".join(json.dumps({"id": ex.id, "prediction": predict(ex)}) + "\n" for ex in test))
+        lines = []
+        for ex in test:
+            kps = predict(ex)
+            answer = "Keyphrases: " + "; ".join(kps)
+            raw = f"<think>the post names {', '.join(kps) or 'nothing'}: {', '.join(kps)}.</think>\n{answer}" if think else answer
+            lines.append(json.dumps({"id": ex.id, "prediction": kps, "raw": raw, "hit_limit": False}) + "\n")
+        (folder / "generations-free.jsonl").write_text("".join(lines))
 
     write("sft-default-0", lambda ex: list(ex.keyphrases)[:1])
-    write("fine_tune_cot-default-0", lambda ex: list(ex.keyphrases) if ex.id in text_ids else [])
+    write("fine_tune_cot-default-0", lambda ex: list(ex.keyphrases) if ex.id in text_ids else [], think=True)
     counts = cot_seeds.per_post(tmp_path / "work", tmp_path / "r")[0]
-    n = {k: sum(ex.meta["needs"] == k.split(":")[1] for ex in test) for k in counts}
+    n = {k: sum(ex.meta["needs"] == k.split(":")[1] for ex in test) for k in counts if k.startswith("needs:")}
     many = sum(len(ex.keyphrases) > 1 for ex in test if ex.id in text_ids)
-    assert counts["needs:text"] == {"higher": many, "lower": 0, "posts": n["needs:text"]}
-    assert counts["needs:composition"] == {"higher": 0, "lower": n["needs:composition"], "posts": n["needs:composition"]}
+    text, comp = counts["needs:text"], counts["needs:composition"]
+    assert (text["higher"], text["lower"], text["posts"], text["fine_tune_cot"]) == (many, 0, n["needs:text"], 1.0)
+    assert (comp["higher"], comp["lower"], comp["posts"], comp["fine_tune_cot"]) == (0, n["needs:composition"],
+                                                                                     n["needs:composition"], 0.0)
+    # every generation opened <think>; the empty answers of the composition posts are not well-formed
+    assert text["opened"] == text["well_formed"] == n["needs:text"] and comp["well_formed"] == 0
+    # the account groups partition the test posts; the clean split leaves one account's posts all in test
+    groups = {g: sum(reading.account_group(ex, seen) == g for ex in test) for g in ("signed:seen", "signed:unseen",
+                                                                                  "unsigned")}
+    assert {g: counts[g]["posts"] for g in groups if g in counts} == {g: k for g, k in groups.items() if k}
+    assert sum(groups.values()) == len(test) and groups["signed:unseen"] > 0
+    assert all(reading.account_group(ex, seen) != "signed:unseen" for ex in data.read_jsonl(splits["train"]))
 
 
 STUDENTS = ROOT / "results" / "bench" / "cot_student_study_cpu2.jsonl"
@@ -241,13 +259,14 @@ def test_what_the_faithfulness_study_supports():
 @pytest.mark.skipif(not (PROBES.is_file() and SWEEP.is_file()), reason="the committed single-seed probes")
 def test_the_recipe_probes_are_below_the_recipe_at_seed_0():
     """docs/measured_figures.md's single-seed probes (not a claim about the methods): at seed 0 a lower or
-    higher learning rate, a smaller LoRA scale and a smaller or larger LoRA rank (same scale) each leave
-    fewer rationales well-formed than the recipe."""
+    higher learning rate, a smaller LoRA scale, a smaller or larger LoRA rank (same scale) and the compact
+    rationale style on a 4-layer base each leave fewer rationales well-formed than the recipe."""
     out = cot_seeds.study(PROBES, SWEEP)
     assert {tag: d["overrides"] for tag, d in out.items()} == {
         "recipe": {}, "lr3e-4": {"learning_rate": 0.0003}, "alpha64": {"lora_alpha": 64},
         "lr2e-3": {"learning_rate": 0.002}, "r8": {"lora_r": 8, "lora_alpha": 32},
-        "r128": {"lora_r": 128, "lora_alpha": 512}}
+        "r128": {"lora_r": 128, "lora_alpha": 512},
+        "compact_layers4": {"rationale_style": "compact", "model_name": "tiny-qwen2_vl?layers=4"}}
     recipe_seed0 = [r for r in _rows() if r["method"] == "fine_tune_cot" and r["decoding"] == "free" and r["seed"] == 0]
     for tag, d in out.items():
         if tag != "recipe":
@@ -278,3 +297,69 @@ def test_what_the_rank_study_supports():
     wf = [by[("fine_tune_cot", s)]["well_formed_share"] for s in range(4)]
     base_wf = [recipe[("fine_tune_cot", s)]["well_formed_share"] for s in range(4)]
     assert max(wf) < 0.95 and sum(wf) < sum(base_wf)
+
+
+STEPS = ROOT / "results" / "bench" / "cot_steps_study_cpu2.jsonl"
+PER_POST = {name: ROOT / "results" / "bench" / f"{name}_per_post_cpu2.json" for name in ("cot_seeds", "cot_steps_study")}
+
+
+@pytest.mark.skipif(not (STEPS.is_file() and SWEEP.is_file() and all(p.is_file() for p in PER_POST.values())),
+                    reason="the committed steps study and the per-post files")
+def test_what_the_steps_study_supports():
+    """docs/measured_figures.md: with twice the steps (800) for both methods, Fine-tune-CoT is level with
+    SFT over all keyphrases and more of its rationales are well-formed than with the recipe's 400,
+    but it is below SFT on the composition posts and the held-out pairs on every seed. Post by post
+    (the --per-post files, which agree with the rows), the rationales that are not well-formed
+    concentrate on the posts signed by an account no training post has, and on the other posts
+    Fine-tune-CoT stays below SFT."""
+    rows = [json.loads(line) for line in STEPS.read_text().splitlines() if line.strip()]
+    assert all(r["overrides"] == {"max_steps": 800} and r["steps"] == 800 for r in rows)
+    assert sorted((r["method"], r["seed"]) for r in rows) == sorted((m, s) for m in ("sft", "fine_tune_cot")
+                                                                    for s in range(4))
+    steps, recipe = cot_seeds.summarize(STEPS), cot_seeds.summarize(SWEEP)
+    assert steps["seeds"] == recipe["seeds"] == 4
+    assert abs(steps["subsets"]["all"]["diff_mean"]) <= 0.02
+    assert recipe["subsets"]["all"]["diff_mean"] < 0 < steps["subsets"]["all"]["diff_mean"]
+    for subset in ("needs:composition", "unseen:text+image"):
+        assert steps["subsets"][subset]["method_higher"] == 0 and steps["subsets"][subset]["diff_max"] < 0
+        assert recipe["subsets"][subset]["diff_mean"] < steps["subsets"][subset]["diff_mean"]  # the gap narrows
+    wf, base_wf = steps["well_formed_share"], recipe["well_formed_share"]
+    assert base_wf["mean"] < wf["mean"] and wf["min"] < 0.95
+    # the per-post files are the rows' generations: the well-formed counts give each row's share
+    per = {name: json.loads(path.read_text()) for name, path in PER_POST.items()}
+    for name, file in (("cot_steps_study", STEPS), ("cot_seeds", SWEEP)):
+        shares = {r["seed"]: r["well_formed_share"] for r in map(json.loads, file.read_text().splitlines())
+                  if r["method"] == "fine_tune_cot" and r.get("decoding", "free") == "free"}
+        for seed, groups in per[name].items():
+            assert sum(g["well_formed"] for k, g in groups.items() if k.startswith("needs:")) == round(
+                shares[int(seed)] * 540)
+            assert groups["signed:unseen"]["posts"] + groups["unsigned"]["posts"] == 540
+    share = lambda g: g["well_formed"] / g["posts"]  # noqa: E731
+    for seed in map(str, range(4)):
+        s, r = per["cot_steps_study"][seed], per["cot_seeds"][seed]
+        assert share(r["unsigned"]) < share(s["unsigned"]) < 0.95 and share(s["signed:unseen"]) < share(s["unsigned"])
+        assert s["signed:unseen"]["fine_tune_cot"] > s["signed:unseen"]["sft"]  # tags it does not guess
+    below = sum(per["cot_steps_study"][s]["unsigned"]["fine_tune_cot"] < per["cot_steps_study"][s]["unsigned"]["sft"]
+                for s in map(str, range(4)))
+    assert below == 3
+
+
+STEPS1200 = ROOT / "results" / "bench" / "cot_steps1200_probe_cpu2.jsonl"
+STEPS1200_POSTS = ROOT / "results" / "bench" / "cot_steps1200_probe_per_post_cpu2.json"
+
+
+@pytest.mark.skipif(not (STEPS1200.is_file() and STEPS1200_POSTS.is_file()), reason="the committed 1,200-step probe")
+def test_the_1200_step_probe():
+    """docs/measured_figures.md's probe at seed 0 (not a claim about the methods): at 1,200 steps for both
+    methods, 95% or more of the rationales on posts not signed by an unseen account are well-formed,
+    about half on those that are, and SFT is still higher on the composition posts and the held-out pairs."""
+    rows = {r["method"]: r for r in map(json.loads, STEPS1200.read_text().splitlines())}
+    assert set(rows) == {"sft", "fine_tune_cot"} and all(r["steps"] == 1200 and r["seed"] == 0 for r in rows.values())
+    groups = json.loads(STEPS1200_POSTS.read_text())["0"]
+    assert sum(g["well_formed"] for k, g in groups.items() if k.startswith("needs:")) == round(
+        rows["fine_tune_cot"]["well_formed_share"] * 540)
+    unsigned, unseen = groups["unsigned"], groups["signed:unseen"]
+    assert unsigned["well_formed"] / unsigned["posts"] >= 0.95 > rows["fine_tune_cot"]["well_formed_share"]
+    assert 0.4 < unseen["well_formed"] / unseen["posts"] < 0.6
+    for subset in ("needs:composition", "unseen:text+image"):
+        assert rows["sft"]["F1@M"][subset] > rows["fine_tune_cot"]["F1@M"][subset]

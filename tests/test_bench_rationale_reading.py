@@ -77,3 +77,25 @@ def test_every_record_of_a_synthetic_run_judges_its_rationales():
     plain = Example(id=ex.id, text=ex.text, keyphrases=ex.keyphrases)  # a CMKP-like post: no truth to judge by
     assert "rationale_reading" not in experiment.record("04_fine_tune_cot", "fine_tune_cot", "free", "cmkp", "clean",
                                                         [gen(good)], scores, examples=[plain])
+
+
+def test_account_groups_split_the_posts_by_whether_training_saw_their_account():
+    """Given the training posts' accounts, the summary adds signed:seen, signed:unseen and unsigned
+    groups that partition the posts; without them it has only the kinds of post."""
+    from mmkp_helpers import reading
+
+    posts = synthetic.generate(seed=0)["train"]
+    signed = [ex for ex in posts if ex.meta["truth"]["series"]]
+    one, other = signed[0], next(ex for ex in signed if ex.meta["truth"]["series"] != signed[0].meta["truth"]["series"])
+    plain = next(ex for ex in posts if not ex.meta["truth"]["series"])
+    seen = reading.accounts([one])
+    assert seen == {one.meta["truth"]["series"]}
+    assert [reading.account_group(ex, seen) for ex in (one, other, plain)] == ["signed:seen", "signed:unseen", "unsigned"]
+    raw = OracleTeacher(style="verbose").answer(one).raw
+    gens = [{"id": ex.id, "raw": raw, "hit_limit": False} for ex in (one, other, plain)]
+    by_id = {ex.id: ex for ex in (one, other, plain)}
+    s = reading.summarize(gens, by_id, seen)
+    assert {g: s[g]["posts"] for g in ("signed:seen", "signed:unseen", "unsigned")} == dict.fromkeys(
+        ("signed:seen", "signed:unseen", "unsigned"), 1)
+    assert s["signed:seen"]["answer_gold"] == 1.0 and s["signed:unseen"]["answer_gold"] == 0.0
+    assert not any(k.startswith(("signed", "unsigned")) for k in reading.summarize(gens, by_id))

@@ -75,7 +75,7 @@ def _row(job: dict, p: dict, name: str, decoding: str, gens, scores, test, seen,
 
     method = "dynamic_cot" if name.startswith("dynamic") else "sft" if name == "sft" else "fine_tune_cot"
     row = experiment.record(NOTEBOOK, method, decoding, "synthetic", "clean", gens, scores, examples=test, decoding=decoding,
-                            **extra)
+                            seen_accounts=job.get("seen_accounts"), **extra)
     row.update({"bench": "cot_seeds", "method": name, "tag": job["tag"], "seed": job["seed"], "steps": res.steps,
                 "train_s": round(train_s, 1), "final_loss": res.final_loss, "threads": job["threads"],
                 "model_name": p["model_name"], "rationale_style": None if teacher is None else p["rationale_style"],
@@ -99,7 +99,7 @@ def _run(job: dict) -> list[dict]:
     import torch
 
     torch.set_num_threads(job["threads"])
-    from mmkp_helpers import data, decision, experiment, inference, modeling, overlap
+    from mmkp_helpers import data, decision, experiment, inference, modeling, overlap, reading
     from mmkp_helpers.dynamic_cot import PolicySettings
     from mmkp_helpers.teacher import run_teacher
 
@@ -108,6 +108,7 @@ def _run(job: dict) -> list[dict]:
     splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, verbose=False)["clean"]
     train, valid, test = (data.read_jsonl(splits[s]) for s in ("train", "valid", "test"))
     seen = data.read_keyphrase_list(splits["train"].parent / "train_keyphrases.txt")
+    job = job | {"seen_accounts": reading.accounts(train)}
     noise = p["noisy_teacher_noise"] if method == "fine_tune_cot_noisy" else 0.0
     teacher = None if method == "sft" else _teacher(p, noise)
     rationales = None if teacher is None else run_teacher(teacher, train, Path(job["work"]) / "teacher",
@@ -181,28 +182,44 @@ def _rows(path, decoding: str = "free") -> list[dict]:
 
 def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/tiny", method: str = "fine_tune_cot",
              baseline: str = "sft", tag: str = "default") -> dict:
-    """Post by post, from the generations a sweep left in ``work``: per seed and kind of post
-    (``needs``), on how many test posts ``method``'s free decoding scores a higher post F1@M than
-    ``baseline``'s, on how many lower, and how many posts there are: where reasoning helped."""
-    from mmkp_helpers import data, overlap
+    """Post by post, from the generations a sweep left in ``work``: per seed and group of test posts
+    (``needs:<kind>``, and the :func:`mmkp_helpers.reading.account_group` of the training posts'
+    accounts: ``signed:seen``, ``signed:unseen``, ``unsigned``), on how many posts ``method``'s free
+    decoding scores a higher post F1@M than ``baseline``'s, on how many lower, how many posts there
+    are, both methods' mean post F1@M, and (when ``method`` reasoned) how many of its generations
+    are well-formed (:func:`mmkp_helpers.rationale.check`): where reasoning helped, and where its
+    rationales fail."""
+    from mmkp_helpers import data, overlap, rationale, reading
     from mmkp_helpers.decision import post_f1
 
-    test = data.read_jsonl(overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]["test"])
+    splits = overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]
+    test = data.read_jsonl(splits["test"])
+    seen_accounts = reading.accounts(data.read_jsonl(splits["train"]))
     out: dict = {}
     for folder in sorted(Path(work).glob(f"{method}-{tag}-*")):
         seed = int(folder.name.rsplit("-", 1)[1])
         base = Path(work) / f"{baseline}-{tag}-{seed}" / "generations-free.jsonl"
         if not (folder / "generations-free.jsonl").is_file() or not base.is_file():
             continue
-        preds = [{g["id"]: g["prediction"] for g in map(json.loads, f.read_text().splitlines()) if g}
-                 for f in (folder / "generations-free.jsonl", base)]
+        gens = [{g["id"]: g for g in map(json.loads, f.read_text().splitlines()) if g}
+                for f in (folder / "generations-free.jsonl", base)]
         counts: dict = {}
         for ex in test:
-            a, b = (post_f1(p[ex.id], ex) for p in preds)
-            c = counts.setdefault(f"needs:{ex.meta.get('needs', '-')}", {"higher": 0, "lower": 0, "posts": 0})
-            c["higher"] += a > b
-            c["lower"] += a < b
-            c["posts"] += 1
+            g = gens[0][ex.id]
+            a, b = (post_f1(p[ex.id]["prediction"], ex) for p in gens)
+            check = rationale.check(g["raw"], g.get("hit_limit"))
+            for group in (f"needs:{ex.meta.get('needs', '-')}", reading.account_group(ex, seen_accounts)):
+                c = counts.setdefault(group, {"higher": 0, "lower": 0, "posts": 0, method: 0.0, baseline: 0.0,
+                                              "well_formed": 0, "opened": 0})
+                c["higher"] += a > b
+                c["lower"] += a < b
+                c["posts"] += 1
+                c[method] += a
+                c[baseline] += b
+                c["opened"] += check.opened
+                c["well_formed"] += check.well_formed
+        for c in counts.values():
+            c[method], c[baseline] = round(c[method] / c["posts"], 4), round(c[baseline] / c["posts"], 4)
         out[seed] = dict(sorted(counts.items()))
     return out
 
@@ -370,11 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=".cache/cot_seeds")
     parser.add_argument("--out", default="")
     parser.add_argument("--summarize", metavar="FILE")
-    parser.add_argument("--per-post", action="store_true", help="post by post, Fine-tune-CoT against SFT per kind of "
-                                                                 "post, from the generations under --work")
+    parser.add_argument("--per-post", action="store_true", help="post by post, Fine-tune-CoT against SFT per group "
+                                                                 "of posts, from the generations of --tag under --work")
     args = parser.parse_args(argv)
     if args.per_post:
-        print(json.dumps(per_post(args.work, args.results_dir), indent=1))
+        print(json.dumps(per_post(args.work, args.results_dir, tag=args.tag), indent=1))
         return 0
     if args.summarize:
         sweep = summarize(args.summarize)
