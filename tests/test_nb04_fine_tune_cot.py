@@ -88,7 +88,9 @@ def test_04_fine_tune_cot(tiny_run):
         # ... and by account: the clean split leaves every post of one account in test, whose tags no
         # training post shows (a rationale about them can only guess)
         accounts = ("signed:seen", "signed:unseen", "unsigned")
-        assert sum(reading[k]["posts"] for k in accounts) == n_test and reading["signed:unseen"]["posts"] > 0
+        assert set(reading) - {"all"} - {k for k in reading if k.startswith("needs:")} <= set(accounts)
+        assert sum(reading[k]["posts"] for k in accounts if k in reading) == n_test
+        assert reading["signed:unseen"]["posts"] > 0
         assert round(reading["all"]["well_formed"] * n_test) == q["well_formed"]
         assert 0 <= reading["needs:composition"]["reads_truly"] <= reading["needs:composition"]["opened"] <= 1
     assert "rationale_reading" not in rec[("fine_tune_cot", "forced_direct")] and "rationale_reading" not in sft
