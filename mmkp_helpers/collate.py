@@ -55,12 +55,15 @@ class TrainRecord:
     which case the record is always trained in its direct form. ``rationale`` is the rationale
     inside ``cot``. ``answer_only``: in its CoT form only the answer line is trained (labels on the
     rationale are ``-100``: it is context, as for a counterfactual record, see
-    :mod:`mmkp_helpers.counterfactual`)."""
+    :mod:`mmkp_helpers.counterfactual`). ``context``: the opening of the CoT target that is context
+    (its tokens carry no loss), the rest trains (an evidence counterfactual's changed reading,
+    :func:`mmkp_helpers.counterfactual.reread_records`)."""
     example: Example
     direct: str
     cot: str | None = None
     rationale: str | None = None
     answer_only: bool = False
+    context: str | None = None
 
     @property
     def id(self) -> str:
@@ -328,6 +331,17 @@ class ChatCollator:
             mask[row, start:int(supervised[-1]) + 1] = 1
         return mask * (labels != IGNORE_INDEX)
 
+    def mask_context(self, batch: dict, row: int, context: str) -> None:
+        """Labels ``-100`` on the tokens of ``context`` at the start of ``row``'s target (checked:
+        they must decode to ``context``, i.e. it ends on a token boundary of the target)."""
+        ids = self.processor.tokenizer(context, add_special_tokens=False)["input_ids"]
+        supervised = (batch["labels"][row] != IGNORE_INDEX).nonzero().squeeze(1)
+        start = int(supervised[0])
+        span = batch["input_ids"][row, start:start + len(ids)].tolist()
+        if span != list(ids):
+            raise ValueError(f"context {context!r} is not the opening of its target's tokens")
+        batch["labels"][row, start:start + len(ids)] = IGNORE_INDEX
+
     def _encode(self, texts: list[str], images: list) -> dict:
         """The processor on a whole batch (right padding): what :meth:`_batch` assembles row by row."""
         return dict(self.processor(text=texts, images=images or None, padding=True, padding_side="right",
@@ -416,6 +430,8 @@ class ChatCollator:
         for i, (r, f) in enumerate(zip(records, forms)):
             if r.answer_only and f == "cot":  # the rationale is context: only the answer line trains
                 batch["labels"][i, batch["answer_mask"][i] == 0] = IGNORE_INDEX
+            if r.context and f == "cot":  # the target's opening is context: the rest trains
+                self.mask_context(batch, i, r.context)
         batch["example_ids"] = [r.id for r in records]
         batch["forms"] = forms
         return batch

@@ -23,6 +23,16 @@ post's), preferably one with the same number of words and the same last word (he
 colour changes ("purple shirt" -> "red shirt") or an occasion does ("holiday" -> "match"): the
 confusions a student makes. It is replaced in every conclusion list (the text after each
 sentence's last ``": "``) and in the answer; the sentences' reasoning stays as it was.
+
+**Evidence counterfactuals** (:func:`reread_records`) change the *reading* instead: the same post
+(and picture) with a rationale that reads its shapes differently ("a red square on the left and a
+blue circle on the right" where the picture has red and yellow) and follows that reading, by the
+rule, to its conclusion and answer ("red and blue make purple ... purple car"). The changed
+reading is context (no loss: the student never learns to misread); the rule step, the conclusions
+and the answer train. A student that answers from the picture, ignoring what its rationale read,
+fits these examples badly; one that applies the rule to the colours written before it fits them.
+The teacher writes them (:meth:`mmkp_helpers.teacher.oracle.OracleTeacher.reread`: the synthetic
+benchmark's ground truth says what a reading is).
 """
 from __future__ import annotations
 
@@ -117,4 +127,41 @@ def counterfactual_records(records: Sequence, share: float, seed: int = 0,
         example = replace(r.example, id=r.id + SUFFIX, keyphrases=list(keyphrases))
         out.append(TrainRecord(example, direct_target(keyphrases), cot_target(rationale, keyphrases),
                                rationale=rationale, answer_only=True))
+    return out
+
+
+REREAD_SUFFIX = "#rr"
+
+
+def reread_records(records: Sequence, share: float, rewrite, seed: int = 0) -> list:
+    """Evidence counterfactuals (see the module docstring) of ``share`` of ``records`` that have a
+    CoT target, chosen by a seeded hash of their ids: ``rewrite(example, seed)`` gives
+    ``(rationale, keyphrases, context)`` or None (a post it cannot reread); the copy's id gets
+    ``#rr``, its CoT target is the rewritten rationale and answer, and the ``context`` opening of that
+    target carries no loss (:attr:`mmkp_helpers.collate.TrainRecord.context`)."""
+    from dataclasses import replace
+
+    from .collate import TrainRecord
+    from .prompts import THINK_OPEN, cot_target, direct_target
+
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"reread share must be in [0, 1], not {share}")
+    if share == 0:
+        return []
+    if rewrite is None:
+        raise ValueError("a reread share needs a rewrite function (a teacher's reread)")
+    out = []
+    for r in records:
+        if r.cot is None or r.rationale is None or _draw(seed, r.id + ":reread") >= share:
+            continue
+        changed = rewrite(r.example, seed)
+        if changed is None:
+            continue
+        rationale, keyphrases, context = changed
+        target = cot_target(rationale, keyphrases)
+        if not target.startswith(THINK_OPEN + context):
+            raise ValueError(f"{r.id}: the context is not the opening of the rewritten rationale")
+        example = replace(r.example, id=r.id + REREAD_SUFFIX, keyphrases=list(keyphrases))
+        out.append(TrainRecord(example, direct_target(keyphrases), target, rationale=rationale,
+                               context=THINK_OPEN + context))
     return out

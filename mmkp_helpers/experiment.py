@@ -83,20 +83,23 @@ def train_run(model_path: str, train: Sequence[Example], valid: Sequence[Example
               rationales: dict[str, str] | None = None, default_form: str | None = None,
               forms: collate.TargetForms | None = None, ledger: training.LossLedger | None = None,
               callbacks: Iterable = (), seed: int = 0, verbose: bool = True, counterfactual_share: float = 0.0,
-              **load_kwargs):
+              reread_share: float = 0.0, reread=None, **load_kwargs):
     """A fresh base model with the seed's adapter initialisation, trained with :func:`training.train_sft`.
 
     ``rationales`` (id -> rationale) gives records CoT targets; ``default_form`` ("direct" or
     "cot"; default: "cot" when there are rationales) is the form of every record unless ``forms``
     (e.g. a Dynamic CoT policy's table) is given. ``counterfactual_share``: that share of the
     records with a rationale get a counterfactual copy that trains its answer only
-    (:mod:`mmkp_helpers.counterfactual`). Returns ``(model, processor, TrainResult)``."""
+    (:mod:`mmkp_helpers.counterfactual`); ``reread_share``: that share gets an evidence counterfactual
+    written by ``reread`` (a teacher's :meth:`~mmkp_helpers.teacher.oracle.OracleTeacher.reread`,
+    :func:`mmkp_helpers.counterfactual.reread_records`). Returns ``(model, processor, TrainResult)``."""
     modeling.setup(seed, verbose=False)
     model, processor = modeling.load_vlm(model_path, lora=lora, verbose=False, **load_kwargs)
     if forms is None:
         forms = collate.TargetForms(default_form or ("cot" if rationales else "direct"))
     records = collate.make_records(train, rationales)
-    records += counterfactual.counterfactual_records(records, counterfactual_share, seed=seed)
+    records += (counterfactual.counterfactual_records(records, counterfactual_share, seed=seed)
+                + counterfactual.reread_records(records, reread_share, reread, seed=seed))
     valid_records = collate.make_records(valid, rationales) if valid else None
     result = training.train_sft(model, processor, records, valid_records, settings=settings, output_dir=output_dir,
                                 forms=forms, ledger=ledger, callbacks=callbacks)

@@ -38,7 +38,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
@@ -224,7 +224,7 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
              batch_size: int = 8, max_new_tokens: int = 48, mode: str | None = None,
              min_new_tokens: int | None = None, do_sample: bool = False, temperature: float = 1.0,
              max_keyphrases: int = 10, prompt_keyphrases: int = 5, progress: bool = True,
-             **generate_kwargs) -> list[Generation]:
+             prefills: Mapping[str, str] | None = None, **generate_kwargs) -> list[Generation]:
     """Generate keyphrases for ``examples``, ``batch_size`` at a time; one :class:`Generation`
     per example, in the order given.
 
@@ -233,6 +233,9 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
       prompt asks for, ``max_keyphrases`` the parser's cap.
     - ``mode``: ``None``, ``"direct"`` or ``"think"`` (see the module docstring); the prefill is
       part of ``raw``, not of ``n_tokens``.
+    - ``prefills``: example id -> text the assistant turn continues after the mode's prefill (an
+      intervention: e.g. the opening of a rationale, true or edited, which the model then continues;
+      ``raw`` includes it).
     - Greedy unless ``do_sample=True``; ``min_new_tokens`` (benchmarks) forces equal lengths.
     - Images come from ``Example.image`` (RGB); an example without one gets no image content.
     Prompts are never truncated (cutting one could cut image tokens)."""
@@ -254,7 +257,9 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
                    disable=not progress, unit="ex")
         for start in range(0, len(examples), batch_size):
             batch = list(examples[start:start + batch_size])
-            texts = [render_prompt(processor, ex, template, mode, prompt_keyphrases) for ex in batch]
+            extra = [(prefills or {}).get(ex.id, "") for ex in batch]
+            texts = [render_prompt(processor, ex, template, mode, prompt_keyphrases) + more
+                     for ex, more in zip(batch, extra)]
             images = [load_image(ex.image) for ex in batch if template.wants_image(ex)]
             enc = processor(text=texts, images=images or None, padding=True, padding_side="left",
                             return_tensors="pt").to(device)
@@ -273,8 +278,8 @@ def generate(model, processor, examples: Sequence[Example], prompt: str | Prompt
                 sequences = model.generate(**enc, **kwargs)
             seconds = (time.perf_counter() - tic) / len(batch)
             new_tokens = sequences[:, prompt_len:]
-            for ex, row, (n, hit_limit) in zip(batch, new_tokens, scan_generated(new_tokens, eos_ids)):
-                raw = start_text + tokenizer.decode(row[:n], skip_special_tokens=True)
+            for ex, more, row, (n, hit_limit) in zip(batch, extra, new_tokens, scan_generated(new_tokens, eos_ids)):
+                raw = start_text + more + tokenizer.decode(row[:n], skip_special_tokens=True)
                 parsed = parse_generation(raw, max_keyphrases=max_keyphrases)
                 out.append(Generation(id=ex.id, raw=raw, keyphrases=parsed.keyphrases, reasoning=parsed.reasoning,
                                       parse_ok=parsed.parse_ok, n_tokens=n, seconds=seconds,

@@ -2,6 +2,7 @@
 trains its answer line only."""
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -86,3 +87,63 @@ def test_answer_weight_weighs_the_answer_line_of_cot_rows_only():
     weights = KeyphraseTrainer.answer_weights(SimpleNamespace(answer_weight=4.0), answer, ["cot", "direct", "cot"])
     assert weights.tolist() == [[1, 1, 4, 4], [1, 1, 1, 1], [4, 4, 4, 4]]
     assert SFTSettings().answer_weight == 1.0  # the notebooks' recipe: every token weighs the same
+
+
+@pytest.fixture(scope="module")
+def shaped_posts():
+    from mmkp_helpers.synthetic import generate
+
+    posts = generate(seed=3, n_train=120, n_valid=0, n_test=0)["train"]
+    return {needs: [ex for ex in posts if ex.meta["needs"] == needs] for needs in ("text", "image", "composition")}
+
+
+@pytest.mark.parametrize("style", ["verbose", "compact", "running"])
+def test_a_reread_follows_its_changed_reading_by_the_rule(shaped_posts, style):
+    from mmkp_helpers.synthetic import mix
+    from mmkp_helpers.teacher.oracle import OracleTeacher, check_oracle_rationale
+
+    teacher = OracleTeacher(style=style)
+    assert all(teacher.reread(ex) is None and teacher.opening(ex) is None for ex in shaped_posts["text"])
+    for ex in shaped_posts["composition"] + shaped_posts["image"]:
+        rationale, keyphrases, context = teacher.reread(ex, seed=1)
+        truth = ex.meta["truth"]
+        colour_kp = next(k for k in keyphrases if k.endswith(" " + truth["topic"]))
+        assert colour_kp != f"{truth['colour']} {truth['topic']}"  # another colour ...
+        assert set(keyphrases) - {colour_kp} == set(ex.keyphrases) - {f"{truth['colour']} {truth['topic']}"}
+        assert rationale.startswith(context) and colour_kp not in context  # ... reached after the reading
+        assert rationale[len(context):].split(":")[0].strip(";, ")  # the rule or the step follows
+        assert check(f"<think>{rationale}</think>\nKeyphrases: " + "; ".join(keyphrases)).well_formed
+        opening = teacher.opening(ex)
+        assert teacher.rationale_and_keyphrases(ex)[0].startswith(opening) and opening != context
+        if truth["needs"] == "composition":  # the changed pair mixes into the changed colour
+            words = context.replace(",", " ").split()
+            primaries = [w for w in words if w in ("red", "blue", "yellow")][-2:]
+            assert mix(*primaries) == colour_kp.split()[0]
+        # the same post under its true truth gets no complaint from the oracle's own check
+        assert check_oracle_rationale(ex, teacher.rationale_and_keyphrases(ex)[0]) == []
+    assert teacher.reread(shaped_posts["image"][0], 1) == teacher.reread(shaped_posts["image"][0], 1)
+
+
+def test_reread_records_train_everything_after_the_changed_reading(tiny_model_dir, shaped_posts):
+    from mmkp_helpers.modeling import load_processor
+    from mmkp_helpers.teacher.oracle import OracleTeacher
+
+    teacher = OracleTeacher(style="verbose")
+    posts = shaped_posts["composition"][:2] + shaped_posts["text"][:1]
+    records = make_records(posts, {ex.id: teacher.rationale_and_keyphrases(ex)[0] for ex in posts})
+    rereads = cf.reread_records(records, 1.0, teacher.reread, seed=0)
+    assert [r.id for r in rereads] == [ex.id + cf.REREAD_SUFFIX for ex in posts[:2]]  # a text post has no reading
+    assert cf.reread_records(records, 0.0, teacher.reread) == []
+    with pytest.raises(ValueError, match="rewrite"):
+        cf.reread_records(records, 0.5, None)
+    processor = load_processor(str(tiny_model_dir))
+    batch = ChatCollator(processor, forms=TargetForms("cot"))(rereads)
+    tok = processor.tokenizer
+    for i, r in enumerate(rereads):
+        trained = tok.decode(batch["input_ids"][i][batch["labels"][i] != IGNORE_INDEX])
+        assert r.cot.startswith(r.context) and trained.startswith(r.cot[len(r.context):][:20])
+        assert r.context[len("<think>"):][-30:] not in trained  # the changed reading is context only
+        assert trained.replace("<|im_end|>", "").strip().endswith("; ".join(r.example.keyphrases))
+    bad = dataclasses.replace(rereads[0], context="<think>the picture shows nothing at all")
+    with pytest.raises(ValueError, match="not the opening"):
+        ChatCollator(processor, forms=TargetForms("cot"))([bad])

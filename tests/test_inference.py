@@ -259,3 +259,12 @@ def test_record_carries_rationale_quality():
     assert rec["cut_off"] == 0 and rec["cut_in_think"] == 0
     direct = experiment.record("04", "sft", "v", "synthetic", "clean", gens[1:], evaluate(gens[1:], examples[1:]))
     assert direct["well_formed_share"] is None and direct["rationale_quality"]["n_cot"] == 0
+
+
+def test_prefills_continue_the_mode_prefill_and_stay_in_raw(model_and_processor, examples):
+    model, processor = model_and_processor
+    prefills = {examples[0].id: "the picture shows a red square"}
+    gens = generate(model, processor, examples[:2], mode="think", max_new_tokens=3, progress=False, prefills=prefills)
+    assert gens[0].raw.startswith("<think" + prefills[examples[0].id])
+    assert gens[1].raw.startswith("<think") and not gens[1].raw.startswith("<think" + "the picture")
+    assert all(g.n_tokens <= 3 for g in gens)  # neither prefill is counted

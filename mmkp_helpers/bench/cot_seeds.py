@@ -28,9 +28,11 @@ Methods (per seed, one QLoRA run each; the clean test split scored):
 Each line is the notebook's record (``metrics`` per subset, tokens, seconds, think share,
 rationale quality) plus ``bench``, ``method``, ``decoding``, ``tag``, ``seed``, ``train_s`` and a
 flat ``F1@M`` per subset. ``--set`` overrides notebook parameters for a study (e.g.
-``rationale_style``, ``model_name``), and takes two settings the notebooks do not have (their
+``rationale_style``, ``model_name``), and takes three settings the notebooks do not have (their
 recipe leaves them off): ``counterfactual_share`` (that share of the training posts also train a
-counterfactual rationale's answer, :mod:`mmkp_helpers.counterfactual`) and ``answer_weight``
+counterfactual rationale's answer, :mod:`mmkp_helpers.counterfactual`), ``reread_share`` (that share
+also trains an evidence counterfactual: the post read differently, the rule and answer following
+the reading, :func:`mmkp_helpers.counterfactual.reread_records`) and ``answer_weight``
 (:attr:`mmkp_helpers.training.SFTSettings.answer_weight`). Runs go to worker processes (``--jobs``, each ``--threads`` torch
 threads); lines are appended to ``--out`` as they finish. ``--summarize`` pairs methods by seed.
 """
@@ -124,7 +126,9 @@ def _run(job: dict) -> list[dict]:
         model, processor, res = experiment.train_run(model_path, train, valid, settings, lora,
                                                      work / f"{method}-{job['tag']}-{job['seed']}", rationales=rationales,
                                                      seed=job["seed"], verbose=False,
-                                                     counterfactual_share=p.get("counterfactual_share", 0.0), **load)
+                                                     counterfactual_share=p.get("counterfactual_share", 0.0),
+                                                     reread_share=p.get("reread_share", 0.0),
+                                                     reread=getattr(teacher, "reread", None), **load)
         train_s = time.perf_counter() - t0
         decodings = [("free", None, p["max_new_tokens"] if method == "sft" else p["max_new_tokens_cot"])]
         if method == "fine_tune_cot" and job.get("forced", True):

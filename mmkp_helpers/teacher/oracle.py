@@ -222,6 +222,58 @@ class OracleTeacher(Teacher):
         rationale = ". ".join(s for s, _ in steps) + "."
         return rationale, [k for _, kps in steps for k in kps], noise
 
+    def reread(self, example: Example, seed: int = 0) -> tuple[str, list[str], str] | None:
+        """An *evidence counterfactual* of ``example`` (see :func:`mmkp_helpers.counterfactual.reread_records`):
+        ``(rationale, keyphrases, context)`` for the same post read differently, or None for a post
+        without a shape (a text post). A composition post's two primaries become another pair whose mix
+        is another colour, an image post's shape another colour (drawn from a hash of ``seed`` and the
+        id); the rationale, faithful and in this teacher's style, follows the changed reading to its
+        colour keyphrase, and ``context`` is the rationale up to the end of that reading (the part that
+        contradicts the picture, so it is context and carries no loss)."""
+        from dataclasses import replace
+
+        from ..synthetic import PRIMARIES, keyphrases_of, mix
+
+        truth = dict(example.meta.get("truth") or {})
+        needs, colour = truth.get("needs"), truth.get("colour")
+        if needs not in ("image", "composition") or not colour:
+            return None
+        u = _unit("oracle-reread", seed, example.id)
+        if needs == "composition":
+            pairs = [(a, b) for a in PRIMARIES for b in PRIMARIES if mix(a, b) != colour]
+            left, right = pairs[int(u * len(pairs))]
+            truth.update(primaries=[left, right], colour=mix(left, right))
+        else:
+            others = [c for c in COLOURS if c != colour]
+            truth["colour"] = others[int(u * len(others))]
+        keyphrases, kinds, cues = keyphrases_of(truth)
+        changed = replace(example, keyphrases=keyphrases,
+                          meta=dict(example.meta, truth=truth, kinds=kinds, cues=cues))
+        rationale, concluded, _ = OracleTeacher(style=self.style).rationale_and_keyphrases(changed)
+        return rationale, concluded, self._up_to_reading(changed.id, rationale, truth)
+
+    def opening(self, example: Example) -> str | None:
+        """This teacher's faithful rationale of ``example`` up to the end of its reading of the
+        picture (the shape's colour, or the two shapes' colours), or None for a post without a shape."""
+        truth = example.meta.get("truth") or {}
+        if truth.get("needs") not in ("image", "composition") or not truth.get("colour"):
+            return None
+        rationale, _, _ = OracleTeacher(style=self.style).rationale_and_keyphrases(example)
+        return self._up_to_reading(example.id, rationale, truth)
+
+    def _up_to_reading(self, example_id: str, rationale: str, truth: dict) -> str:
+        if truth["needs"] == "composition":
+            (left, right), (f_left, f_right) = truth["primaries"], truth["shapes"]
+            reading = (f"left {left}, right {right}" if self.style == "compact" else
+                       f"the picture shows a {left} {f_left} on the left and a {right} {f_right} on the right")
+        else:
+            reading = (f"centre {truth['colour']}" if self.style == "compact" else
+                       f"the picture shows a {truth['colour']} {truth['shapes'][0]} in the centre")
+        end = rationale.find(reading)
+        if end < 0:
+            raise AssertionError(f"{example_id}: the reading {reading!r} is not in its rationale {rationale!r}")
+        return rationale[:end + len(reading)]
+
     def _answer_text(self, example: Example) -> tuple[str, int, int]:
         rationale, keyphrases, _ = self.rationale_and_keyphrases(example)
         if self.mode == "rationalize":

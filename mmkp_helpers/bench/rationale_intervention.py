@@ -1,0 +1,154 @@
+"""Does the answer follow the rationale? An intervention on the Fine-tune-CoT student's own reading.
+
+    python -m mmkp_helpers.bench.rationale_intervention --seeds 0 1 2 3 --tag default \
+        --out results/bench/rationale_intervention_cpu2.json
+    python -m mmkp_helpers.bench.rationale_intervention --seeds 0 1 2 3 --tag rr50 \
+        --out results/bench/rationale_intervention_cpu2.json
+
+(``rr50``: the sweep's Fine-tune-CoT trained with evidence counterfactuals for half the posts,
+``bench.cot_seeds --methods fine_tune_cot --free-only --set '{"reread_share": 0.5}' --tag rr50``.)
+
+A well-formed rationale (:mod:`mmkp_helpers.rationale`) says the answer *agrees* with what the
+rationale concluded; it cannot say that the rationale *made* the answer: a student that reads the
+colour off the picture directly can write a reading, a rule and a conclusion beside it and still
+agree. This bench asks the causal question (the "adding mistakes" test of Lanham et al. 2023,
+"Measuring faithfulness in chain-of-thought reasoning"). On the clean test split's posts with
+shapes (image and composition posts), the assistant turn is prefilled with the oracle teacher's
+rationale up to the end of its reading of the picture, and the student continues it:
+
+- ``true``: the true reading (:meth:`~mmkp_helpers.teacher.oracle.OracleTeacher.opening`);
+- ``changed``: the same opening with the picture read differently (another colour for an image
+  post's shape; for a composition post another pair of primaries whose mix is another colour,
+  :meth:`~mmkp_helpers.teacher.oracle.OracleTeacher.reread`, drawn from a hash of the post's id).
+
+Counted per kind of post (``needs``) and for the held-out colour x object pairs (``heldout``):
+``concludes_reading`` (the rationale the student finishes concludes the colour keyphrase the
+written reading implies), ``answer_reading`` (the answer after ``</think>`` holds it) and
+``answer_picture`` (the answer holds the post's true colour keyphrase). Under ``changed``, a
+student that uses its rationale answers the reading; one that ignores it answers the picture.
+The adapters are the sweep's (``bench.cot_seeds``, ``--work`` and ``--tag``), so the figures
+belong to the runs behind notebook 04's verdict; nothing is trained here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+CONDITIONS = ("true", "changed")
+COUNTS = ("posts", "concludes_reading", "answer_reading", "answer_picture")
+
+
+def colour_keyphrase(example) -> str:
+    """The post's colour + object keyphrase (``"purple car"``), from its ground truth."""
+    truth = example.meta["truth"]
+    return f"{truth['colour']} {truth['topic']}"
+
+
+def interventions(examples, teacher, seed: int = 0) -> dict[str, dict[str, tuple[str, str]]]:
+    """``{condition: {id: (prefill, colour keyphrase the written reading implies)}}`` for the
+    posts with shapes (the others are left out: there is nothing to read)."""
+    from mmkp_helpers.prompts import THINK_OPEN
+
+    out: dict[str, dict[str, tuple[str, str]]] = {c: {} for c in CONDITIONS}
+    for ex in examples:
+        changed = teacher.reread(ex, seed)
+        if changed is None:
+            continue
+        _, keyphrases, context = changed
+        implied = next(k for k in keyphrases if k.endswith(" " + ex.meta["truth"]["topic"]) and " " in k)
+        out["true"][ex.id] = (THINK_OPEN + teacher.opening(ex), colour_keyphrase(ex))
+        out["changed"][ex.id] = (THINK_OPEN + context, implied)
+    return out
+
+
+def tally(examples, generations, planned: dict[str, tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """The counts (:data:`COUNTS`) per group of posts: ``all``, ``needs:<kind>``, ``heldout``."""
+    from mmkp_helpers.rationale import conclusions
+
+    by_id = {g.id: g for g in generations}
+    groups: dict[str, dict[str, int]] = {}
+    for ex in examples:
+        if ex.id not in planned:
+            continue
+        g = by_id[ex.id]
+        implied = planned[ex.id][1]
+        concluded = conclusions(g.reasoning or "") or []
+        answer = [k.lower() for k in g.keyphrases]
+        hits = {"posts": 1, "concludes_reading": implied in concluded, "answer_reading": implied in answer,
+                "answer_picture": colour_keyphrase(ex) in answer}
+        names = ["all", f"needs:{ex.meta['needs']}"] + (["heldout"] if ex.meta.get("heldout") else [])
+        for name in names:
+            group = groups.setdefault(name, dict.fromkeys(COUNTS, 0))
+            for k, v in hits.items():
+                group[k] += int(v)
+    return groups
+
+
+def run_seed(seed: int, work: str, tag: str, results_dir: str, max_new_tokens: int | None = None,
+             batch_size: int = 64) -> dict:
+    """Both conditions on one seed's Fine-tune-CoT adapter: counts and three raw generations each."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mmkp_helpers import data, experiment, inference, modeling, overlap, training
+    from mmkp_helpers.teacher.oracle import OracleTeacher
+
+    adapter = Path(work) / f"fine_tune_cot-{tag}-{seed}" / "adapter"
+    if not adapter.exists():
+        raise FileNotFoundError(f"{adapter} is missing: run python -m mmkp_helpers.bench.cot_seeds --seeds {seed} "
+                                f"--methods fine_tune_cot --tag {tag} --work {work} first")
+    p = experiment.notebook_parameters("04_fine_tune_cot")
+    splits = overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]
+    test = data.read_jsonl(splits["test"])
+    teacher = OracleTeacher(style=p["rationale_style"])
+    plan = interventions(test, teacher)
+    shaped = [ex for ex in test if ex.id in plan["true"]]
+    model, processor = training.load_adapter(str(adapter), base=modeling.resolve_model(p["model_name"]),
+                                             quantize_4bit=p["quantize_4bit"], min_pixels=p["min_pixels"],
+                                             max_pixels=p["max_pixels"])
+    row = {"seed": seed, "tag": tag, "model_name": p["model_name"], "rationale_style": p["rationale_style"],
+           "max_new_tokens": max_new_tokens or p["max_new_tokens_cot"]}
+    for condition in CONDITIONS:
+        prefills = {i: text for i, (text, _) in plan[condition].items()}
+        gens = inference.generate(model, processor, shaped, "direct", batch_size=batch_size,
+                                  max_new_tokens=row["max_new_tokens"], prompt_keyphrases=p["prompt_keyphrases"],
+                                  progress=False, prefills=prefills)
+        implied = {i: kp for i, (_, kp) in plan[condition].items()}
+        row[condition] = tally(shaped, gens, plan[condition])
+        row[f"{condition}_examples"] = [{"id": g.id, "raw": g.raw, "reading_implies": implied[g.id],
+                                         "picture": colour_keyphrase(ex)}
+                                        for ex, g in zip(shaped, gens) if ex.meta["needs"] == "composition"][:3]
+    return row
+
+
+def shares(rows: list[dict], condition: str, group: str, count: str) -> list[float]:
+    """Per seed, ``count`` / posts in ``group`` under ``condition``."""
+    return [r[condition][group][count] / r[condition][group]["posts"] for r in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--tag", default="default", help="the sweep's tag whose Fine-tune-CoT adapters to probe")
+    parser.add_argument("--work", default=".cache/cot_seeds")
+    parser.add_argument("--results-dir", default="results/tiny")
+    parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = [run_seed(s, args.work, args.tag, args.results_dir) for s in args.seeds]
+    if args.out:  # one file holds every tag's run: this tag's rows replace its earlier ones
+        out = Path(args.out)
+        report = json.loads(out.read_text()) if out.exists() else {"bench": "rationale_intervention", "runs": {}}
+        report["runs"][args.tag] = [r | {"threads": args.threads} for r in rows]
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({c: {k: [round(x, 3) for x in shares(rows, c, "needs:composition", k)]
+                          for k in COUNTS[1:]} for c in CONDITIONS}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The intervention on the Fine-tune-CoT student's reading (bench.rationale_intervention): what it
+prefills, how it counts, and what the committed runs show."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmkp_helpers.bench import rationale_intervention as ri
+from mmkp_helpers.inference import Generation
+from mmkp_helpers.prompts import cot_target
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "bench" / "rationale_intervention_cpu2.json"
+
+
+@pytest.fixture(scope="module")
+def posts():
+    from mmkp_helpers.synthetic import generate
+
+    return generate(seed=5, n_train=40, n_valid=0, n_test=80)["test_clean"]
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    from mmkp_helpers.teacher.oracle import OracleTeacher
+
+    return OracleTeacher(style="verbose")
+
+
+def test_the_plan_prefills_the_true_and_a_changed_reading_of_every_shaped_post(posts, teacher):
+    plan = ri.interventions(posts, teacher)
+    shaped = [ex for ex in posts if ex.meta["needs"] != "text"]
+    assert set(plan["true"]) == set(plan["changed"]) == {ex.id for ex in shaped} and shaped
+    for ex in shaped:
+        true, changed = plan["true"][ex.id], plan["changed"][ex.id]
+        assert true[1] == ri.colour_keyphrase(ex) != changed[1]  # another colour of the same object
+        assert changed[1].split()[-1] == ex.meta["truth"]["topic"]
+        assert cot_target(teacher.rationale_and_keyphrases(ex)[0], ex.keyphrases).startswith(true[0])
+        assert true[0] != changed[0] and true[0].startswith("<think>") and changed[0].startswith("<think>")
+
+
+def _gen(ex_id: str, reasoning: str, answer: list[str]) -> Generation:
+    raw = cot_target(reasoning, answer)
+    return Generation(id=ex_id, raw=raw, keyphrases=answer, reasoning=reasoning, parse_ok=True, n_tokens=9,
+                      seconds=0.0, prompt="direct", mode=None, hit_limit=False)
+
+
+def test_tally_counts_what_the_rationale_concluded_and_what_the_answer_holds(posts, teacher):
+    plan = ri.interventions(posts, teacher)["changed"]
+    shaped = [ex for ex in posts if ex.id in plan]
+    follows, ignores = shaped[0], shaped[1]
+    gens = [_gen(follows.id, f"it reads so: {plan[follows.id][1]}", [plan[follows.id][1]]),
+            _gen(ignores.id, f"it reads so: {plan[ignores.id][1]}", [ri.colour_keyphrase(ignores)])]
+    gens += [_gen(ex.id, "nothing concluded", []) for ex in shaped[2:]]
+    counts = ri.tally(shaped, gens, plan)
+    assert counts["all"] == {"posts": len(shaped), "concludes_reading": 2, "answer_reading": 1, "answer_picture": 1}
+    kinds = {f"needs:{ex.meta['needs']}" for ex in shaped}
+    assert sum(counts[k]["posts"] for k in kinds) == len(shaped)
+    assert counts.get("heldout", {"posts": 0})["posts"] == sum(bool(ex.meta.get("heldout")) for ex in shaped)
+
+
+def test_a_missing_adapter_names_the_sweep_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bench.cot_seeds"):
+        ri.run_seed(0, str(tmp_path), "nosuchtag", str(tmp_path))
+
+
+def test_what_the_committed_interventions_show():
+    """The recipe's student (tag default) answers from the picture whatever its rationale read; the
+    evidence counterfactuals (tag rr50) make the answer follow the reading more often on every seed."""
+    report = json.loads(RESULTS.read_text())
+    runs = {tag: {r["seed"]: r for r in rows} for tag, rows in report["runs"].items()}
+    assert set(runs) >= {"default", "rr50"} and all(len(v) >= 4 for v in runs.values())
+    for tag, rows in runs.items():
+        for row in rows.values():
+            for cond in ri.CONDITIONS:
+                for group, c in row[cond].items():
+                    assert 0 <= min(c.values()) and max(c[k] for k in ri.COUNTS[1:]) <= c["posts"], (tag, group)
+                    assert c["answer_reading"] == c["answer_picture"] or cond == "changed"
+    for seed, row in runs["default"].items():
+        comp, image = row["changed"]["needs:composition"], row["changed"]["needs:image"]
+        assert comp["answer_reading"] <= 0.1 * comp["posts"] and comp["answer_picture"] >= 0.6 * comp["posts"]
+        assert image["answer_reading"] <= 0.05 * image["posts"] and image["concludes_reading"] <= 0.05 * image["posts"]
+        other = runs["rr50"][seed]["changed"]["needs:composition"]
+        assert other["answer_reading"] > 2 * comp["answer_reading"]
