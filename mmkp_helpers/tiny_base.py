@@ -19,11 +19,16 @@ base is pretrained here, once, and cached like any model folder:
      into an answer needs);
    - ``list``: the picture, "Describe the picture, then list the colours you named." -> the
      description, then ``colours: red, blue, dark blue.`` (reading words back from one's own
-     answer, which an answer after a rationale needs).
+     answer, which an answer after a rationale needs);
+   - ``facts`` (not in the default set; ``tasks=caption+continue+repeat+list+facts``): "Continue the
+     post: a blue square on the left and a yellow circle on the right;" -> ``blue and yellow make
+     green.``, the benchmark's colour mixes (two different primaries, in either order) as world
+     knowledge in words, with no picture and no object.
 
-   No keyphrase, no scene name, no mixed colour and no colour x object pair is ever a target, so
-   zero-shot keyphrase scores are whatever the pretrained model makes of the prompt, and the
-   benchmark's rules (scenes, the colour mix, accounts' tags) are left for fine-tuning.
+   With the default tasks, no keyphrase, no scene name, no mixed colour and no colour x object
+   pair is ever a target, so zero-shot keyphrase scores are whatever the pretrained model makes of
+   the prompt, and the benchmark's rules (scenes, the colour mix, accounts' tags) are left for
+   fine-tuning (``facts`` adds the mix as text, never with a picture or an object).
 
 A model name ``tiny-qwen2_vl`` (or ``tiny-qwen2_5_vl``) takes options after ``?``, e.g.
 ``tiny-qwen2_vl?tokenizer=qwen&pretrain_steps=0`` (the former default: random weights, the whole
@@ -54,8 +59,12 @@ OPTIONS = {
     "pretrain_steps": 1200,   # full-parameter pretraining steps; 0: random weights
     "tasks": "caption+continue+repeat+list",  # pretraining tasks, joined by + (see TASKS)
 }
-#: The pretraining tasks (generic: none of them is the keyphrase task).
-TASKS = ("caption", "continue", "repeat", "list")
+#: The pretraining tasks (generic: none of them is the keyphrase task). ``facts`` is not in the
+#: default set: it is the world knowledge a real VLM brings (which colours two paints make), for
+#: studies of whether a rationale can use what the base knows where a direct answer cannot.
+TASKS = ("caption", "continue", "repeat", "list", "facts")
+#: The default base's tasks (the ``tasks`` option's default).
+DEFAULT_TASKS = tuple(OPTIONS["tasks"].split("+"))
 TOKENIZER_CHOICES = ("cut", "qwen")
 #: Pretraining recipe (not options: change them here, and the cache folders rebuild).
 PRETRAIN = {"batch_size": 16, "learning_rate": 2e-3, "warmup_steps": 60, "posts": 4000, "weight_decay": 0.01}
@@ -167,7 +176,7 @@ def build_tokenizer(kind: str):
 # --------------------------------------------------------------------------------------------
 # Pretraining
 # --------------------------------------------------------------------------------------------
-def pretraining_turns(posts: int, seed: int = 0, tasks=TASKS) -> list[dict]:
+def pretraining_turns(posts: int, seed: int = 0, tasks=DEFAULT_TASKS) -> list[dict]:
     """``posts`` synthetic posts of the generator's own seed ``10_000 + seed`` (not the benchmark's
     seed), each as one turn of a task drawn in turn from ``tasks``: ``{"image": drawing or None,
     "user": ..., "answer": ...}``."""
@@ -197,6 +206,11 @@ def pretraining_turns(posts: int, seed: int = 0, tasks=TASKS) -> list[dict]:
             colours = list(dict.fromkeys(" ".join(named).replace("dark ", "dark_").split()))
             turns.append({"image": ex.meta["drawing"], "user": LIST_PROMPT,
                           "answer": f"{described} colours: {', '.join(c.replace('_', ' ') for c in colours)}."})
+        elif task == "facts":  # in words only: a text about two shapes, continued with what their paints make
+            a, b = rng.sample(list(synthetic.PRIMARIES), 2)
+            f_a, f_b = (rng.choice(synthetic.SHAPES) for _ in "ab")
+            turns.append({"image": None, "user": f"{CONTINUE_PROMPT} a {a} {f_a} on the left and a {b} {f_b} on the right;",
+                          "answer": f"{a} and {b} make {synthetic.mix(a, b)}."})
         else:
             raise ValueError(f"unknown pretraining task {task!r}")
     rng.shuffle(turns)
@@ -233,7 +247,7 @@ class _TurnCollator:
         return batch
 
 
-def pretrain(model, processor, steps: int, seed: int = 0, tasks=TASKS, progress: bool = True, **recipe) -> dict:
+def pretrain(model, processor, steps: int, seed: int = 0, tasks=DEFAULT_TASKS, progress: bool = True, **recipe) -> dict:
     """Full-parameter next-token training of ``model`` on :func:`pretraining_turns` for ``steps``
     steps (AdamW, linear warm-up then cosine decay, float32). Returns the loss curve and time."""
     from .progress import tqdm

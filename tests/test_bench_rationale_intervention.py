@@ -84,3 +84,66 @@ def test_what_the_committed_interventions_show():
         assert image["answer_reading"] <= 0.05 * image["posts"] and image["concludes_reading"] <= 0.05 * image["posts"]
         other = runs["rr50"][seed]["changed"]["needs:composition"]
         assert other["answer_reading"] > 2 * comp["answer_reading"]
+
+
+REREAD = ROOT / "results" / "bench" / "cot_reread_study_cpu2.jsonl"
+SWEEP = ROOT / "results" / "bench" / "cot_seeds_cpu2.jsonl"
+
+
+def test_what_the_reread_study_supports():
+    """docs/measured_figures.md: evidence counterfactuals for half the posts with a shape (rr50) leave
+    fewer rationales well-formed and lower scores on the held-out pairs than the recipe, on every
+    seed, and a lower F1@M on average."""
+    rows = {r["seed"]: r for r in map(json.loads, REREAD.read_text().splitlines())}
+    recipe = {r["seed"]: r for r in map(json.loads, SWEEP.read_text().splitlines())
+              if r["method"] == "fine_tune_cot" and r["decoding"] == "free"}
+    assert sorted(rows) == sorted(recipe) == [0, 1, 2, 3]
+    assert all(r["overrides"] == {"reread_share": 0.5} and r["tag"] == "rr50" for r in rows.values())
+    for seed, r in rows.items():
+        assert r["well_formed_share"] < recipe[seed]["well_formed_share"]
+        assert r["F1@M"]["unseen:text+image"] < recipe[seed]["F1@M"]["unseen:text+image"]
+    assert sum(r["F1@M"]["all"] - recipe[s]["F1@M"]["all"] for s, r in rows.items()) / 4 < -0.02
+
+
+MIX_ROWS = ROOT / "results" / "bench" / "heldout_mix_probe_cpu2.jsonl"
+MIX_POSTS = ROOT / "results" / "bench" / "heldout_mix_probe_posts_cpu2.json"
+
+
+def test_count_posts_on_constructed_generations(posts):
+    from mmkp_helpers.bench import heldout_mix
+
+    comp = [ex for ex in posts if ex.meta["needs"] == "composition"]
+    target = comp[0].meta["truth"]["colour"]
+    same = [ex for ex in comp if ex.meta["truth"]["colour"] == target]
+    first, t = same[0], same[0].meta["truth"]
+    (left, right), colour_kp = t["primaries"], ri.colour_keyphrase(same[0])
+    gens = [{"id": first.id, "prediction": [colour_kp],
+             "raw": f"<think>a {left} square on the left and a {right} circle on the right; {left} and {right} make "
+                    f"{t['colour']}: {colour_kp}</think>"}]
+    gens += [{"id": ex.id, "prediction": [], "raw": "red and red make blue"} for ex in comp[1:]]
+    counts = heldout_mix.count_posts(gens, {ex.id: ex for ex in posts}, {target})
+    assert counts["posts"] == len(same) and counts["other_posts"] == len(comp) - len(same)
+    assert counts["colour_named"] == counts["reads_both"] == 1 and counts["other_colour_named"] == 0
+    assert counts["rule_right"] == 1  # its own X and Y make its Z; "red and red make blue" does not
+    assert counts["answered"] == {colour_kp: 1}
+
+
+def test_what_the_heldout_mix_probe_supports():
+    """docs/measured_figures.md: with a base that states every mix in words, and the composition posts
+    of one mix (green) left out of fine-tuning, neither SFT nor Fine-tune-CoT (with or without
+    evidence counterfactuals) names that mix on any test post of any seed: the student's written
+    reading of the two shapes is rarely right there, and no rule step reaches the mix."""
+    rows = [json.loads(line) for line in MIX_ROWS.read_text().splitlines() if line.strip()]
+    assert sorted((r["method"], r["tag"], r["seed"]) for r in rows) == sorted(
+        [(m, "facts_green", s) for m in ("sft", "fine_tune_cot") for s in range(4)]
+        + [("fine_tune_cot", "facts_green_rr50", s) for s in range(4)])
+    assert all(r["overrides"]["heldout_mixes"] == ["green"] and "facts" in r["model_name"] for r in rows)
+    report = json.loads(MIX_POSTS.read_text())
+    assert report["mixes"] == ["green"] and len(report["runs"]) == 12
+    for name, c in report["runs"].items():
+        assert c["posts"] == 22 and c["colour_named"] == 0 and c["rule_right"] <= 1, name
+        assert c["other_colour_named"] >= 0.4 * c["other_posts"]  # the other mixes are still named
+        assert c["reads_both"] <= 6
+    base = report["base"]["continuations"]
+    assert len(base) == 12 and base["facts_prompt blue+yellow"] == "blue and yellow make green."
+    assert all(text.strip().startswith(("purple", "orange", "green")) for k, text in base.items() if k.startswith("in_answer"))

@@ -51,6 +51,23 @@ def test_pretraining_turns_are_generic_and_not_the_benchmarks_posts():
     assert repeated and sum(a in bench_texts for a in repeated) <= 0.03 * len(repeated)
 
 
+def test_the_facts_task_states_the_mixes_in_words_and_is_off_by_default():
+    assert "facts" not in tiny_base.OPTIONS["tasks"].split("+")
+    default = tiny_base.pretraining_turns(200)
+    assert tiny_base.pretraining_turns(200, tasks=tuple(tiny_base.OPTIONS["tasks"].split("+"))) == default
+    assert not any(" make " in t["answer"] for t in default)
+    turns = tiny_base.pretraining_turns(200, tasks=("facts",))
+    facts = set()
+    for t in turns:
+        assert t["image"] is None and t["user"].startswith(tiny_base.CONTINUE_PROMPT)
+        a, b = (w for w in t["user"].split() if w in synthetic.PRIMARIES)
+        assert a != b and t["answer"] == f"{a} and {b} make {synthetic.mix(a, b)}."
+        assert not any(topic in t["answer"].split() for topic in synthetic.TOPICS)
+        facts.add((a, b))
+    assert len(facts) == 6  # every ordered pair of two different primaries
+    assert tiny_base.parse_name("tiny-qwen2_vl?tasks=caption+facts")[1]["tasks"] == "caption+facts"
+
+
 def test_a_small_base_pretrains_deterministically(tmp_path):
     options = tiny_base.OPTIONS | {"hidden": 64, "layers": 1, "heads": 2, "pretrain_steps": 40}
 

@@ -28,8 +28,10 @@ Methods (per seed, one QLoRA run each; the clean test split scored):
 Each line is the notebook's record (``metrics`` per subset, tokens, seconds, think share,
 rationale quality) plus ``bench``, ``method``, ``decoding``, ``tag``, ``seed``, ``train_s`` and a
 flat ``F1@M`` per subset. ``--set`` overrides notebook parameters for a study (e.g.
-``rationale_style``, ``model_name``), and takes three settings the notebooks do not have (their
-recipe leaves them off): ``counterfactual_share`` (that share of the training posts also train a
+``rationale_style``, ``model_name``), and takes four settings the notebooks do not have (their
+recipe leaves them off): ``heldout_mixes`` (colours, e.g. ``["green"]``, whose composition posts are
+left out of the training and validation posts: the test posts that need that mix ask for a rule
+fine-tuning never showed), ``counterfactual_share`` (that share of the training posts also train a
 counterfactual rationale's answer, :mod:`mmkp_helpers.counterfactual`), ``reread_share`` (that share
 also trains an evidence counterfactual: the post read differently, the rule and answer following
 the reading, :func:`mmkp_helpers.counterfactual.reread_records`) and ``answer_weight``
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -109,6 +112,10 @@ def _run(job: dict) -> list[dict]:
     p = _params(job["seed"], job["overrides"], DYNAMIC_NOTEBOOK if method == "dynamic_cot" else NOTEBOOK)
     splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, verbose=False)["clean"]
     train, valid, test = (data.read_jsonl(splits[s]) for s in ("train", "valid", "test"))
+    mixes = set(p.get("heldout_mixes") or ())  # a study's knob: these mixes' composition posts never train
+    if mixes:
+        train, valid = ([ex for ex in part if not (ex.meta.get("needs") == "composition"
+                                                   and ex.meta["truth"]["colour"] in mixes)] for part in (train, valid))
     seen = data.read_keyphrase_list(splits["train"].parent / "train_keyphrases.txt")
     job = job | {"seen_accounts": reading.accounts(train)}
     noise = p["noisy_teacher_noise"] if method == "fine_tune_cot_noisy" else 0.0
@@ -128,7 +135,8 @@ def _run(job: dict) -> list[dict]:
                                                      seed=job["seed"], verbose=False,
                                                      counterfactual_share=p.get("counterfactual_share", 0.0),
                                                      reread_share=p.get("reread_share", 0.0),
-                                                     reread=getattr(teacher, "reread", None), **load)
+                                                     reread=None if teacher is None else functools.partial(
+                                                         teacher.reread, avoid=tuple(mixes)), **load)
         train_s = time.perf_counter() - t0
         decodings = [("free", None, p["max_new_tokens"] if method == "sft" else p["max_new_tokens_cot"])]
         if method == "fine_tune_cot" and job.get("forced", True):

@@ -127,6 +127,21 @@ def shares(rows: list[dict], condition: str, group: str, count: str) -> list[flo
     return [r[condition][group][count] / r[condition][group]["posts"] for r in rows]
 
 
+def summarize(path) -> dict:
+    """A committed report as shares: ``{tag: {condition: {group: {count: {"mean", "min", "max"}}}}}``
+    over the seeds (each seed's ``count`` / ``posts`` of the group), plus ``seeds`` per tag."""
+    report = json.loads(Path(path).read_text())
+    out = {}
+    for tag, rows in report["runs"].items():
+        out[tag] = {"seeds": len(rows)}
+        for condition in CONDITIONS:
+            groups = sorted(set.intersection(*(set(r[condition]) for r in rows)))
+            out[tag][condition] = {g: {k: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)}
+                                       for k in COUNTS[1:] for v in [shares(rows, condition, g, k)]}
+                                   for g in groups}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])

@@ -222,14 +222,15 @@ class OracleTeacher(Teacher):
         rationale = ". ".join(s for s, _ in steps) + "."
         return rationale, [k for _, kps in steps for k in kps], noise
 
-    def reread(self, example: Example, seed: int = 0) -> tuple[str, list[str], str] | None:
+    def reread(self, example: Example, seed: int = 0, avoid=()) -> tuple[str, list[str], str] | None:
         """An *evidence counterfactual* of ``example`` (see :func:`mmkp_helpers.counterfactual.reread_records`):
         ``(rationale, keyphrases, context)`` for the same post read differently, or None for a post
         without a shape (a text post). A composition post's two primaries become another pair whose mix
         is another colour, an image post's shape another colour (drawn from a hash of ``seed`` and the
         id); the rationale, faithful and in this teacher's style, follows the changed reading to its
         colour keyphrase, and ``context`` is the rationale up to the end of that reading (the part that
-        contradicts the picture, so it is context and carries no loss)."""
+        contradicts the picture, so it is context and carries no loss). ``avoid``: colours the
+        changed reading must not lead to (a study's held-out mixes stay out of training)."""
         from dataclasses import replace
 
         from ..synthetic import PRIMARIES, keyphrases_of, mix
@@ -240,11 +241,11 @@ class OracleTeacher(Teacher):
             return None
         u = _unit("oracle-reread", seed, example.id)
         if needs == "composition":
-            pairs = [(a, b) for a in PRIMARIES for b in PRIMARIES if mix(a, b) != colour]
+            pairs = [(a, b) for a in PRIMARIES for b in PRIMARIES if mix(a, b) not in {colour, *avoid}]
             left, right = pairs[int(u * len(pairs))]
             truth.update(primaries=[left, right], colour=mix(left, right))
         else:
-            others = [c for c in COLOURS if c != colour]
+            others = [c for c in COLOURS if c not in {colour, *avoid}]
             truth["colour"] = others[int(u * len(others))]
         keyphrases, kinds, cues = keyphrases_of(truth)
         changed = replace(example, keyphrases=keyphrases,

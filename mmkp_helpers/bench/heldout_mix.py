@@ -1,0 +1,136 @@
+"""A mix fine-tuning never shows: can a rationale use what the base knows where a direct answer cannot?
+
+    python -m mmkp_helpers.bench.cot_seeds --seeds 0 1 2 3 --methods sft fine_tune_cot --free-only \
+        --set '{"model_name": "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts", "heldout_mixes": ["green"]}' \
+        --tag facts_green --out results/bench/heldout_mix_probe_cpu2.jsonl
+    python -m mmkp_helpers.bench.cot_seeds --seeds 0 1 2 3 --methods fine_tune_cot --free-only \
+        --set '{"model_name": "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts", "heldout_mixes": ["green"], "reread_share": 0.5}' \
+        --tag facts_green_rr50 --out results/bench/heldout_mix_probe_cpu2.jsonl
+    python -m mmkp_helpers.bench.heldout_mix --tags facts_green facts_green_rr50 --mixes green \
+        --base "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts" --out results/bench/heldout_mix_probe_posts_cpu2.json
+
+The design of the two-hop studies (Balesni et al. 2024; Allen-Zhu and Li, "Physics of language
+models 3.2"): a fact the base learned in pretraining, used in one forward pass, fails where the
+same fact written out in a chain of thought succeeds. Here the base is pretrained with the
+``facts`` task (:mod:`mmkp_helpers.tiny_base`: "a blue square on the left and a yellow circle on
+the right;" -> "blue and yellow make green.", in words, no picture), and the composition posts of
+one mix (``heldout_mixes``, green: blue + yellow) are left out of fine-tuning. On the test posts
+that need that mix, a direct answer must go from the picture to the colour through a fact it
+never used with a picture; a rationale can read the two shapes, write "blue and yellow make" and
+let the base finish the fact.
+
+This module reads the sweep's generations (``--work``, ``--tags``) and counts, per method and
+seed, on the clean test split's composition posts of the held-out mixes: ``colour_named`` (the
+answer holds the post's colour keyphrase), ``reads_both`` (the rationale names both shapes'
+primaries, left and right, as the picture has them), ``rule_right`` (a rule step "X and Y make Z"
+whose Z is the mix of its own X and Y), and the colour keyphrases answered most often; and the
+same ``colour_named`` on the other composition posts. With ``--base`` it also records what the
+pretrained base writes after the facts prompt and after a rationale's reading (greedy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+READING = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right")
+RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
+
+
+def count_posts(generations: list[dict], examples: dict, mixes: set[str]) -> dict:
+    """The counts (module docstring) of one run's generations (dicts of a generations JSONL)."""
+    from mmkp_helpers.synthetic import PRIMARIES, mix
+
+    out = {"posts": 0, "colour_named": 0, "reads_both": 0, "rule_right": 0, "other_posts": 0, "other_colour_named": 0}
+    answered: Counter = Counter()
+    for g in generations:
+        truth = examples[g["id"]].meta["truth"]
+        if truth["needs"] != "composition":
+            continue
+        colour_kp = f"{truth['colour']} {truth['topic']}"
+        named = colour_kp in g["prediction"]
+        if truth["colour"] not in mixes:
+            out["other_posts"] += 1
+            out["other_colour_named"] += named
+            continue
+        out["posts"] += 1
+        out["colour_named"] += named
+        reading = READING.search(g["raw"])
+        out["reads_both"] += bool(reading) and list(reading.groups()) == list(truth["primaries"])
+        rule = RULE.search(g["raw"])
+        out["rule_right"] += (bool(rule) and rule.group(1) in PRIMARIES and rule.group(2) in PRIMARIES
+                              and mix(rule.group(1), rule.group(2)) == rule.group(3))
+        answered.update(k for k in g["prediction"] if k.endswith(" " + truth["topic"]) and " " in k)
+    out["answered"] = dict(answered.most_common(4))
+    return out
+
+
+def base_continuations(model_name: str) -> dict[str, str]:
+    """What the base writes (greedy, 6 tokens) after the facts prompt and after a rationale's
+    reading, for each ordered pair of two primaries."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from mmkp_helpers import modeling
+    from mmkp_helpers.synthetic import PRIMARIES
+    from mmkp_helpers.tiny_base import CAPTION_PROMPT, CONTINUE_PROMPT
+
+    model, processor = modeling.load_vlm(modeling.resolve_model(model_name), verbose=False)
+    tok = processor.tokenizer
+    out = {}
+    for a in PRIMARIES:
+        for b in PRIMARIES:
+            if a == b:
+                continue
+            reading = f"a {a} square on the left and a {b} circle on the right;"
+            for name, user, start in (("facts_prompt", f"{CONTINUE_PROMPT} {reading}", ""),
+                                      ("in_answer", CAPTION_PROMPT, f"{reading} {a} and {b} make")):
+                messages = [{"role": "user", "content": [{"type": "text", "text": user}]}]
+                text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + start
+                enc = processor(text=[text], return_tensors="pt")
+                with torch.no_grad():
+                    ids = model.generate(**enc, max_new_tokens=6, do_sample=False)
+                out[f"{name} {a}+{b}"] = tok.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tags", nargs="+", required=True)
+    parser.add_argument("--mixes", nargs="+", required=True, help="the held-out mixes' colours")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--methods", nargs="+", default=["sft", "fine_tune_cot"])
+    parser.add_argument("--work", default=".cache/cot_seeds")
+    parser.add_argument("--results-dir", default="results/tiny")
+    parser.add_argument("--base", default="", help="a base model name whose continuations to record")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    from mmkp_helpers import data, overlap
+
+    splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)["clean"]
+    examples = {ex.id: ex for ex in data.read_jsonl(splits["test"])}
+    report = {"bench": "heldout_mix", "mixes": args.mixes, "runs": {}}
+    for tag in args.tags:
+        for method in args.methods:
+            for seed in args.seeds:
+                path = Path(args.work) / f"{method}-{tag}-{seed}" / "generations-free.jsonl"
+                if not path.is_file():
+                    continue
+                gens = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                report["runs"][f"{method} {tag} {seed}"] = count_posts(gens, examples, set(args.mixes))
+    if args.base:
+        report["base"] = {"model_name": args.base, "continuations": base_continuations(args.base)}
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
