@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -101,11 +102,18 @@ def train_run(model_path: str, train: Sequence[Example], valid: Sequence[Example
     records += (counterfactual.counterfactual_records(records, counterfactual_share, seed=seed)
                 + counterfactual.reread_records(records, reread_share, reread, seed=seed))
     valid_records = collate.make_records(valid, rationales) if valid else None
+    direct_only = bool(rationales) and bool(valid_records) and all(r.cot is None for r in valid_records)
+    if direct_only and settings.select_best and not settings.valid_f1_examples:
+        warnings.warn("select_best picks the checkpoint by the valid loss, which a CoT run computes on the valid "
+                      "posts' direct targets (they have no rationale): set valid_f1_examples to select by valid F1")
     result = training.train_sft(model, processor, records, valid_records, settings=settings, output_dir=output_dir,
                                 forms=forms, ledger=ledger, callbacks=callbacks)
     if verbose:
         first = f"{result.train_losses[0][1]:.2f} -> {result.final_loss:.2f}" if result.train_losses else "not logged"
-        valid_loss = f", valid loss {result.eval_loss:.2f}" if result.eval_loss is not None else ""
+        # the teacher writes rationales for the training posts only: a CoT run's valid posts are
+        # scored on their direct targets, which a student that always opens <think> finds unlikely
+        label = "valid loss on direct targets" if direct_only else "valid loss"
+        valid_loss = f", {label} {result.eval_loss:.2f}" if result.eval_loss is not None else ""
         print(f"== {Path(output_dir).name}: {result.steps} steps in {result.runtime_s:.0f} s, forms "
               f"{result.form_counts}, train loss {first}{valid_loss}")
     return model, processor, result

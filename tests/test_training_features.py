@@ -248,3 +248,22 @@ def test_hub_id_offline_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         adapters.merge_adapter(tmp_path / "empty", tmp_path / "out")
+
+
+def test_a_cot_run_says_its_valid_loss_is_on_direct_targets(tiny_model_dir, examples, tmp_path, capsys):
+    """The teacher writes rationales for the training posts only, so a CoT run's valid loss is the
+    direct targets' loss: the printout says so, and selecting the best checkpoint by it warns."""
+    from mmkp_helpers import experiment
+
+    rationales = {ex.id: f"the post names {ex.keyphrases[0]}: {ex.keyphrases[0]}" for ex in examples[1:6:2]}
+    train = [ex for ex in examples if ex.id in rationales]
+    common = dict(lora=LORA, seed=0, verbose=True)
+    with pytest.warns(UserWarning, match="direct targets"):
+        experiment.train_run(str(tiny_model_dir), train, examples[:1], settings(select_best=True, eval_steps=2,
+                                                                                save_steps=2),
+                             output_dir=tmp_path / "cot", rationales=rationales, **common)
+    assert "valid loss on direct targets" in capsys.readouterr().out
+    experiment.train_run(str(tiny_model_dir), train, examples[:1], settings(eval_steps=2), output_dir=tmp_path / "sft",
+                         **common)
+    out = capsys.readouterr().out
+    assert "valid loss " in out and "direct targets" not in out
