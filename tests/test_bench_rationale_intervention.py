@@ -134,12 +134,12 @@ def test_what_the_heldout_mix_probe_supports():
     evidence counterfactuals) names that mix on any test post of any seed: the student's written
     reading of the two shapes is rarely right there, and no rule step reaches the mix."""
     rows = [json.loads(line) for line in MIX_ROWS.read_text().splitlines() if line.strip()]
+    cot_tags = ("facts_green", "facts_green_rr50", "facts_green_unordered", "facts_green_unordered_rr50")
     assert sorted((r["method"], r["tag"], r["seed"]) for r in rows) == sorted(
-        [(m, "facts_green", s) for m in ("sft", "fine_tune_cot") for s in range(4)]
-        + [("fine_tune_cot", "facts_green_rr50", s) for s in range(4)])
+        [("sft", "facts_green", s) for s in range(4)] + [("fine_tune_cot", t, s) for t in cot_tags for s in range(4)])
     assert all(r["overrides"]["heldout_mixes"] == ["green"] and "facts" in r["model_name"] for r in rows)
     report = json.loads(MIX_POSTS.read_text())
-    assert report["mixes"] == ["green"] and len(report["runs"]) == 12
+    assert report["mixes"] == ["green"] and len(report["runs"]) == 20
     for name, c in report["runs"].items():
         assert c["posts"] == 22 and c["colour_named"] == 0 and c["rule_right"] <= 1, name
         assert c["other_colour_named"] >= 0.4 * c["other_posts"]  # the other mixes are still named
@@ -147,3 +147,54 @@ def test_what_the_heldout_mix_probe_supports():
     base = report["base"]["continuations"]
     assert len(base) == 12 and base["facts_prompt blue+yellow"] == "blue and yellow make green."
     assert all(text.strip().startswith(("purple", "orange", "green")) for k, text in base.items() if k.startswith("in_answer"))
+
+
+def test_readings_sort_the_misreadings_of_two_colour_pictures(posts):
+    from mmkp_helpers.bench import heldout_mix
+
+    two = [ex for ex in posts if ex.meta["needs"] == "composition" and len(set(ex.meta["truth"]["primaries"])) == 2]
+    assert len(two) >= 4
+    raws = []
+    for i, ex in enumerate(two[:5]):
+        left, right = ex.meta["truth"]["primaries"]
+        raws.append([f"a {left} square on the left and a {right} circle on the right;",
+                     f"a {right} square on the left and a {left} circle on the right;",
+                     f"a {left} square on the left and a {left} circle on the right;",
+                     "the picture is plain grey",
+                     "the picture shows the colours {} and {};".format(*sorted((left, right)))][i])
+    gens = [{"id": ex.id, "prediction": [], "raw": raw} for ex, raw in zip(two, raws)]
+    out = heldout_mix.readings(gens, {ex.id: ex for ex in posts})
+    assert {k: out[k] for k in ("posts", "right", "swapped", "one_colour_twice", "no_reading", "other")} == {
+        "posts": 5, "right": 2, "swapped": 1, "one_colour_twice": 1, "no_reading": 1, "other": 0}
+    assert sum(n for _, n in out["by_pair"].values()) == 5
+
+
+READINGS = ROOT / "results" / "bench" / "composition_readings_cpu2.json"
+UNORDERED = ROOT / "results" / "bench" / "cot_unordered_study_cpu2.jsonl"
+
+
+def test_what_the_unordered_reading_supports():
+    """docs/measured_figures.md: read with sides ("a red square on the left and a yellow circle on
+    the right"), the sweep's student gets both colours of a two-colour picture right on at most a
+    third of the posts, mostly writing one colour twice; read as a set ("the colours red and
+    yellow", the unordered style) it gets them right on at least 90% at every seed. Its answer still
+    ignores a changed reading, and it stays below SFT on the composition posts at every seed."""
+    readings = json.loads(READINGS.read_text())["readings"]
+    for seed in range(4):
+        sided, as_set = readings[f"fine_tune_cot default {seed}"], readings[f"fine_tune_cot unordered {seed}"]
+        assert sided["posts"] == as_set["posts"] > 50
+        assert sided["right"] <= sided["posts"] / 3 and sided["one_colour_twice"] > sided["right"]
+        assert sided["one_colour_twice"] == max(sided[k] for k in ("right", "swapped", "one_colour_twice", "other"))
+        assert as_set["right"] >= 0.9 * as_set["posts"]
+        assert sum(n for _, n in sided["by_pair"].values()) == sided["posts"]
+    runs = {tag: {r["seed"]: r for r in rows} for tag, rows in json.loads(RESULTS.read_text())["runs"].items()}
+    for seed, row in runs["unordered"].items():
+        comp = row["changed"]["needs:composition"]
+        assert row["rationale_style"] == "unordered" and comp["answer_reading"] <= 0.12 * comp["posts"]
+    rows = [json.loads(line) for line in UNORDERED.read_text().splitlines() if line.strip()]
+    sft = {r["seed"]: r for r in map(json.loads, SWEEP.read_text().splitlines()) if r["method"] == "sft"}
+    assert sorted((r["tag"], r["seed"]) for r in rows) == [(t, s) for t in ("unordered", "unordered_rr50")
+                                                           for s in range(4)]
+    for r in rows:
+        assert r["overrides"]["rationale_style"] == "unordered"
+        assert r["F1@M"]["needs:composition"] < sft[r["seed"]]["F1@M"]["needs:composition"]

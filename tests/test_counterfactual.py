@@ -97,7 +97,7 @@ def shaped_posts():
     return {needs: [ex for ex in posts if ex.meta["needs"] == needs] for needs in ("text", "image", "composition")}
 
 
-@pytest.mark.parametrize("style", ["verbose", "compact", "running"])
+@pytest.mark.parametrize("style", ["verbose", "compact", "running", "unordered"])
 def test_a_reread_follows_its_changed_reading_by_the_rule(shaped_posts, style):
     from mmkp_helpers.synthetic import mix
     from mmkp_helpers.teacher.oracle import OracleTeacher, check_oracle_rationale

@@ -371,7 +371,7 @@ def test_oracle_rationales_are_faithful_well_formed_and_deterministic(oracle_set
         assert rationale.check(ans.raw, hit_limit=False).kind == "well_formed", ans.raw
         assert rationale.conclusions(ans.rationale) == ex.keyphrases  # concluded in the answer's order
     tokens = [qwen_token_count(a.rationale) for a in answers]
-    low, high = {"compact": (5, 30), "verbose": (20, 60), "running": (20, 75)}[style]
+    low, high = {"compact": (5, 30), "verbose": (20, 60), "running": (20, 75), "unordered": (20, 60)}[style]
     assert low <= sum(tokens) / len(tokens) <= high, sum(tokens) / len(tokens)
     assert [OracleTeacher(style=style).answer(ex).raw for ex in oracle_set[:20]] == [a.raw for a in answers[:20]]
     assert answers[0].raw == f"<think>{answers[0].rationale}</think>\nKeyphrases: " + "; ".join(oracle_set[0].keyphrases)
@@ -383,6 +383,7 @@ def test_oracle_styles_differ_and_are_checked(oracle_set):
     texts = {s: OracleTeacher(style=s).answer(ex).rationale for s in STYLES}
     assert len(set(texts.values())) == len(STYLES)
     assert len(texts["compact"]) < len(texts["verbose"]) < len(texts["running"])
+    assert "left" not in texts["unordered"] and "the colours" in texts["unordered"]  # a set of colours, no side
     left, right = ex.meta["truth"]["primaries"]
     assert all(left in t and right in t and ex.meta["truth"]["colour"] in t for t in texts.values())
     with pytest.raises(ValueError, match="unknown rationale style 'haiku'"):

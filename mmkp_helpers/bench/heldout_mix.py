@@ -6,8 +6,13 @@
     python -m mmkp_helpers.bench.cot_seeds --seeds 0 1 2 3 --methods fine_tune_cot --free-only \
         --set '{"model_name": "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts", "heldout_mixes": ["green"], "reread_share": 0.5}' \
         --tag facts_green_rr50 --out results/bench/heldout_mix_probe_cpu2.jsonl
-    python -m mmkp_helpers.bench.heldout_mix --tags facts_green facts_green_rr50 --mixes green \
-        --base "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts" --out results/bench/heldout_mix_probe_posts_cpu2.json
+    (likewise --tag facts_green_unordered with "rationale_style": "unordered" added, and
+     facts_green_unordered_rr50 with both, appended to the same file)
+    python -m mmkp_helpers.bench.heldout_mix --tags facts_green facts_green_unordered facts_green_unordered_rr50 \
+        facts_green_rr50 --mixes green --base "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts" \
+        --out results/bench/heldout_mix_probe_posts_cpu2.json
+    python -m mmkp_helpers.bench.heldout_mix --tags default unordered unordered_rr50 --methods fine_tune_cot \
+        --readings --out results/bench/composition_readings_cpu2.json
 
 The design of the two-hop studies (Balesni et al. 2024; Allen-Zhu and Li, "Physics of language
 models 3.2"): a fact the base learned in pretraining, used in one forward pass, fails where the
@@ -22,9 +27,11 @@ let the base finish the fact.
 This module reads the sweep's generations (``--work``, ``--tags``) and counts, per method and
 seed, on the clean test split's composition posts of the held-out mixes: ``colour_named`` (the
 answer holds the post's colour keyphrase), ``reads_both`` (the rationale names both shapes'
-primaries, left and right, as the picture has them), ``rule_right`` (a rule step "X and Y make Z"
+primaries, left and right, as the picture has them, or, in the ``unordered`` style, as a set), ``rule_right`` (a rule step "X and Y make Z"
 whose Z is the mix of its own X and Y), and the colour keyphrases answered most often; and the
-same ``colour_named`` on the other composition posts. With ``--base`` it also records what the
+same ``colour_named`` on the other composition posts. ``--readings`` adds how Fine-tune-CoT's
+rationales read the two shapes of every composition post whose primaries differ
+(:func:`readings`; ``--tags default`` reads the sweep's). With ``--base`` it also records what the
 pretrained base writes after the facts prompt and after a rationale's reading (greedy).
 """
 from __future__ import annotations
@@ -37,6 +44,7 @@ from collections import Counter
 from pathlib import Path
 
 READING = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right")
+SET_READING = re.compile(r"the colours (\w+) and (\w+)")  # the unordered style's reading
 RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
 
 
@@ -58,13 +66,48 @@ def count_posts(generations: list[dict], examples: dict, mixes: set[str]) -> dic
             continue
         out["posts"] += 1
         out["colour_named"] += named
-        reading = READING.search(g["raw"])
-        out["reads_both"] += bool(reading) and list(reading.groups()) == list(truth["primaries"])
+        reading, as_set = READING.search(g["raw"]), SET_READING.search(g["raw"])
+        out["reads_both"] += ((bool(reading) and list(reading.groups()) == list(truth["primaries"]))
+                              or (bool(as_set) and sorted(as_set.groups()) == sorted(truth["primaries"])))
         rule = RULE.search(g["raw"])
         out["rule_right"] += (bool(rule) and rule.group(1) in PRIMARIES and rule.group(2) in PRIMARIES
                               and mix(rule.group(1), rule.group(2)) == rule.group(3))
         answered.update(k for k in g["prediction"] if k.endswith(" " + truth["topic"]) and " " in k)
     out["answered"] = dict(answered.most_common(4))
+    return out
+
+
+def readings(generations: list[dict], examples: dict) -> dict:
+    """How the rationales read the two shapes of the composition posts whose primaries differ:
+    ``right`` (both colours, each on its side; or the set, in the ``unordered`` style),
+    ``swapped`` (the two colours on the wrong sides), ``one_colour_twice`` (one of the two written
+    for both shapes), ``other`` and ``no_reading``; and ``by_pair``: (left, right) -> [right, posts]."""
+    out = dict.fromkeys(("posts", "right", "swapped", "one_colour_twice", "other", "no_reading"), 0)
+    by_pair: dict[str, list[int]] = {}
+    for g in generations:
+        truth = examples[g["id"]].meta["truth"]
+        if truth["needs"] != "composition" or len(set(truth["primaries"])) < 2:
+            continue
+        left, right = truth["primaries"]
+        sided, as_set = READING.search(g["raw"]), SET_READING.search(g["raw"])
+        pair = by_pair.setdefault(f"{left}+{right}", [0, 0])
+        out["posts"] += 1
+        pair[1] += 1
+        if not (sided or as_set):
+            out["no_reading"] += 1
+            continue
+        a, b = (sided or as_set).groups()
+        if (a, b) == (left, right) or (not sided and {a, b} == {left, right}):
+            kind = "right"
+        elif (a, b) == (right, left):
+            kind = "swapped"
+        elif a == b and a in (left, right):
+            kind = "one_colour_twice"
+        else:
+            kind = "other"
+        out[kind] += 1
+        pair[0] += kind == "right"
+    out["by_pair"] = by_pair
     return out
 
 
@@ -102,7 +145,9 @@ def base_continuations(model_name: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tags", nargs="+", required=True)
-    parser.add_argument("--mixes", nargs="+", required=True, help="the held-out mixes' colours")
+    parser.add_argument("--mixes", nargs="+", default=[], help="the held-out mixes' colours")
+    parser.add_argument("--readings", action="store_true", help="also how Fine-tune-CoT's rationales read the "
+                                                                "two shapes of every composition post")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--methods", nargs="+", default=["sft", "fine_tune_cot"])
     parser.add_argument("--work", default=".cache/cot_seeds")
@@ -122,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not path.is_file():
                     continue
                 gens = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-                report["runs"][f"{method} {tag} {seed}"] = count_posts(gens, examples, set(args.mixes))
+                if args.mixes:
+                    report["runs"][f"{method} {tag} {seed}"] = count_posts(gens, examples, set(args.mixes))
+                if args.readings and method != "sft":
+                    report.setdefault("readings", {})[f"{method} {tag} {seed}"] = readings(gens, examples)
     if args.base:
         report["base"] = {"model_name": args.base, "continuations": base_continuations(args.base)}
     text = json.dumps(report, indent=1)

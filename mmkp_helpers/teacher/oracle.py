@@ -1,7 +1,7 @@
 """The synthetic benchmark's oracle teacher: faithful (or deliberately noisy) rationales from a post's
-recorded ground truth, in one of two styles, and the check of a rationale against that truth.
+recorded ground truth, in one of its styles, and the check of a rationale against that truth.
 
-**Styles** (``style``; both follow the project's rationale convention, see
+**Styles** (``style``; each follows the project's rationale convention, see
 :mod:`mmkp_helpers.rationale`: sentences separated by ``. ``, a concluding sentence ends with
 ``: `` and the keyphrases it gives, separated by ``, ``):
 
@@ -26,6 +26,14 @@ where there is nothing to conclude)::
     text: hat. centre red, hat: red hat.
     text: cup.
 
+``unordered`` (a study's style: ``verbose`` except that a composition post's two shapes are read
+as the set of their colours, in a fixed order, with no side: "the picture shows the colours red
+and yellow; red and yellow make orange, so the car is orange: orange car"; the mix does not depend
+on which side a colour is on)::
+
+    the text names: bike. the picture shows the colours blue and yellow; blue and yellow make
+    green, so the bike is green: green bike.
+
 With ``noise`` > 0 that share of the examples (drawn from a hash of ``seed`` and the example id,
 so a run is reproducible and independent of the order of the examples) gets an unfaithful
 rationale instead: ``"colour"`` states a wrong colour for the object (and concludes the wrong
@@ -40,11 +48,11 @@ import hashlib
 import re
 
 from ..data import Example
-from ..synthetic import COLOURS, SCENES, SIGNATURE
+from ..synthetic import COLOURS, PRIMARIES, SCENES, SIGNATURE
 from .base import Teacher, format_answer
 
 NOISE_KINDS = ("colour", "drop")
-STYLES = ("verbose", "compact", "running")
+STYLES = ("verbose", "compact", "running", "unordered")
 #: Bumped whenever a style's wording changes, so that cached rationales of an older wording are not reused.
 WORDING_VERSION = 2
 
@@ -83,7 +91,11 @@ def _colour_step(truth: dict, kp: str, colour: str, style: str) -> str:
     if style == "compact":
         made = f"{left} and {right} make {colour}" if left != right else f"{left} stays {colour}"
         return f"left {left}, right {right}, {made}, {topic}: {kp}"
-    shapes = f"the picture shows a {left} {f_left} on the left and a {right} {f_right} on the right"
+    if style == "unordered":  # the colours as a set, in PRIMARIES order: no side to bind
+        left, right = sorted((left, right), key=list(PRIMARIES).index)
+        shapes = f"the picture shows the colours {left} and {right}"
+    else:
+        shapes = f"the picture shows a {left} {f_left} on the left and a {right} {f_right} on the right"
     made = f"{left} and {right} make {colour}" if left != right else f"both are {left}"
     return f"{shapes}; {made}, so the {topic} is {colour}: {kp}"
 
@@ -134,7 +146,7 @@ class OracleTeacher(Teacher):
         concludes), in answer order; a sentence that concludes nothing has an empty list."""
         truth = example.meta.get("truth") or {}
         compact = self.style == "compact"
-        wording = "compact" if compact else "verbose"
+        wording = self.style if self.style in ("compact", "unordered") else "verbose"
         steps: list[tuple[str, list[str]]] = []
         present: list[str] = []
         tags: list[str] = []
@@ -211,7 +223,8 @@ class OracleTeacher(Teacher):
             for i, (_, kps) in enumerate(steps):
                 if kps and kps[0] == f"{truth.get('colour')} {truth.get('topic')}":
                     wrong_kp = f"{wrong} {truth.get('topic')}"
-                    steps[i] = (_colour_step(truth, wrong_kp, wrong, "compact" if self.style == "compact" else "verbose"),
+                    steps[i] = (_colour_step(truth, wrong_kp, wrong, self.style if self.style in ("compact", "unordered")
+                                             else "verbose"),
                                 [wrong_kp])
         if self.style == "running":  # each conclusion restates the answer so far
             running: list[str] = []
@@ -233,7 +246,7 @@ class OracleTeacher(Teacher):
         changed reading must not lead to (a study's held-out mixes stay out of training)."""
         from dataclasses import replace
 
-        from ..synthetic import PRIMARIES, keyphrases_of, mix
+        from ..synthetic import keyphrases_of, mix
 
         truth = dict(example.meta.get("truth") or {})
         needs, colour = truth.get("needs"), truth.get("colour")
@@ -265,8 +278,12 @@ class OracleTeacher(Teacher):
     def _up_to_reading(self, example_id: str, rationale: str, truth: dict) -> str:
         if truth["needs"] == "composition":
             (left, right), (f_left, f_right) = truth["primaries"], truth["shapes"]
-            reading = (f"left {left}, right {right}" if self.style == "compact" else
-                       f"the picture shows a {left} {f_left} on the left and a {right} {f_right} on the right")
+            if self.style == "unordered":
+                a, b = sorted((left, right), key=list(PRIMARIES).index)
+                reading = f"the picture shows the colours {a} and {b}"
+            else:
+                reading = (f"left {left}, right {right}" if self.style == "compact" else
+                           f"the picture shows a {left} {f_left} on the left and a {right} {f_right} on the right")
         else:
             reading = (f"centre {truth['colour']}" if self.style == "compact" else
                        f"the picture shows a {truth['colour']} {truth['shapes'][0]} in the centre")
@@ -309,7 +326,7 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
       sentence concluding another colour for the object is a problem too;
     - a scene: the sentence has "background" and the background's colour words (``dark blue``);
     - a tag: the sentence has the account's name.
-    Works for both styles of :class:`OracleTeacher`."""
+    Works for every style of :class:`OracleTeacher`."""
     cues = OracleTeacher._cues(example)
     truth = example.meta.get("truth") or {}
     if not rationale or not rationale.strip():
@@ -332,7 +349,10 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
             colour, primaries = truth.get("colour"), truth.get("primaries") or []
             shapes = truth.get("shapes") or [""] * len(primaries)
 
-            def reads_shapes(w: list[str]) -> bool:  # each shape read with its side's primary
+            def reads_shapes(w: list[str]) -> bool:  # each shape read with its side's primary, or the set
+                if len(primaries) == 2 and has(w, "the colours {} and {}".format(
+                        *sorted(primaries, key=list(PRIMARIES).index))):
+                    return True
                 return all(has(w, f"{side} {p}") or has(w, f"{p} {shape} on the {side}")
                            for side, p, shape in zip(("left", "right"), primaries, shapes))
 
