@@ -178,7 +178,8 @@ def test_what_the_unordered_reading_supports():
     the right"), the sweep's student gets both colours of a two-colour picture right on at most a
     third of the posts, mostly writing one colour twice; read as a set ("the colours red and
     yellow", the unordered style) it gets them right on at least 90% at every seed. Its answer still
-    ignores a changed reading, and it stays below SFT on the composition posts at every seed."""
+    ignores a changed reading, and it stays below SFT on the composition posts at every seed, on a
+    base that knows the mixes in words too (facts_unordered, where SFT on that base is stronger still)."""
     readings = json.loads(READINGS.read_text())["readings"]
     for seed in range(4):
         sided, as_set = readings[f"fine_tune_cot default {seed}"], readings[f"fine_tune_cot unordered {seed}"]
@@ -193,8 +194,15 @@ def test_what_the_unordered_reading_supports():
         assert row["rationale_style"] == "unordered" and comp["answer_reading"] <= 0.12 * comp["posts"]
     rows = [json.loads(line) for line in UNORDERED.read_text().splitlines() if line.strip()]
     sft = {r["seed"]: r for r in map(json.loads, SWEEP.read_text().splitlines()) if r["method"] == "sft"}
-    assert sorted((r["tag"], r["seed"]) for r in rows) == [(t, s) for t in ("unordered", "unordered_rr50")
-                                                           for s in range(4)]
+    assert sorted((r["method"], r["tag"], r["seed"]) for r in rows) == sorted(
+        [("fine_tune_cot", t, s) for t in ("unordered", "unordered_rr50", "facts_unordered") for s in range(4)]
+        + [("sft", "facts_unordered", s) for s in range(4)])
+    # on the facts base SFT is compared with its own run on that base
+    facts_sft = {r["seed"]: r for r in rows if r["method"] == "sft"}
     for r in rows:
         assert r["overrides"]["rationale_style"] == "unordered"
-        assert r["F1@M"]["needs:composition"] < sft[r["seed"]]["F1@M"]["needs:composition"]
+        if r["method"] == "fine_tune_cot":
+            reference = facts_sft if r["tag"] == "facts_unordered" else sft
+            for subset in ("needs:composition", "unseen:text+image") if r["tag"] == "facts_unordered" else (
+                    "needs:composition",):
+                assert r["F1@M"][subset] < reference[r["seed"]]["F1@M"][subset]
