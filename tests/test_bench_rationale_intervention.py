@@ -206,3 +206,12 @@ def test_what_the_unordered_reading_supports():
             for subset in ("needs:composition", "unseen:text+image") if r["tag"] == "facts_unordered" else (
                     "needs:composition",):
                 assert r["F1@M"][subset] < reference[r["seed"]]["F1@M"][subset]
+
+
+def test_a_heldout_mix_that_is_not_a_colour_is_refused_before_any_work(tmp_path):
+    from mmkp_helpers.bench import cot_seeds
+
+    with pytest.raises(ValueError, match=r"heldout_mixes \['teal'\]"):
+        cot_seeds.main(["--seeds", "0", "--set", '{"heldout_mixes": ["green", "teal"]}', "--results-dir",
+                        str(tmp_path / "results"), "--work", str(tmp_path / "work")])
+    assert not (tmp_path / "results").exists()

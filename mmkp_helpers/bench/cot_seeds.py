@@ -414,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     from mmkp_helpers.teacher import run_teacher
 
     overrides = json.loads(args.set)
+    from mmkp_helpers.synthetic import COLOURS
+
+    unknown = sorted(set(overrides.get("heldout_mixes") or ()) - set(COLOURS))
+    if unknown:
+        raise ValueError(f"heldout_mixes {unknown}: not colours of the benchmark; choose from {list(COLOURS)}")
     splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)
     p0 = _params(0, overrides)
     modeling.resolve_model(p0["model_name"])  # built once, before the workers load it
