@@ -24,6 +24,12 @@ base is pretrained here, once, and cached like any model folder:
      post: a blue square on the left and a yellow circle on the right;" -> ``blue and yellow make
      green.``, the benchmark's colour mixes (two different primaries, in either order) as world
      knowledge in words, with no picture and no object.
+   - ``pick`` (not in the default set): the ``facts`` prompt answered with the two colours it names
+     (``blue and yellow.``), no mix: picking words out of the prompt, the skill ``facts`` trains
+     besides the mixes, alone.
+   - ``postcaption`` (not in the default set): the caption task with a post's text beside the
+     picture ("Describe the picture of this post.\nPost: just got a new car" -> the description), so
+     that the base describes a picture whatever text comes with it, as a real VLM does.
 
    With the default tasks, no keyphrase, no scene name, no mixed colour and no colour x object
    pair is ever a target, so zero-shot keyphrase scores are whatever the pretrained model makes of
@@ -62,7 +68,7 @@ OPTIONS = {
 #: The pretraining tasks (generic: none of them is the keyphrase task). ``facts`` is not in the
 #: default set: it is the world knowledge a real VLM brings (which colours two paints make), for
 #: studies of whether a rationale can use what the base knows where a direct answer cannot.
-TASKS = ("caption", "continue", "repeat", "list", "facts")
+TASKS = ("caption", "continue", "repeat", "list", "facts", "postcaption", "pick")
 #: The default base's tasks (the ``tasks`` option's default).
 DEFAULT_TASKS = tuple(OPTIONS["tasks"].split("+"))
 TOKENIZER_CHOICES = ("cut", "qwen")
@@ -77,6 +83,7 @@ CAPTION_PROMPT = "Describe the picture."
 CONTINUE_PROMPT = "Continue the post:"
 REPEAT_PROMPT = "Repeat the post:"
 LIST_PROMPT = "Describe the picture, then list the colours you named."
+POST_CAPTION_PROMPT = "Describe the picture of this post."
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +166,7 @@ def tokenizer_corpus() -> list[str]:
                 corpus.append(prompts.cot_target(rationale, keyphrases))
             corpus.append(synthetic.caption(ex.meta["truth"]))
     corpus += ["system\nYou are a helpful assistant.", "user\n", "assistant\n", CAPTION_PROMPT, CONTINUE_PROMPT, REPEAT_PROMPT, LIST_PROMPT,
-               "Picture 1: ", "<think>", "</think>", "\n"]
+               POST_CAPTION_PROMPT, "Picture 1: ", "<think>", "</think>", "\n"]
     return corpus
 
 
@@ -206,6 +213,14 @@ def pretraining_turns(posts: int, seed: int = 0, tasks=DEFAULT_TASKS) -> list[di
             colours = list(dict.fromkeys(" ".join(named).replace("dark ", "dark_").split()))
             turns.append({"image": ex.meta["drawing"], "user": LIST_PROMPT,
                           "answer": f"{described} colours: {', '.join(c.replace('_', ' ') for c in colours)}."})
+        elif task == "postcaption":  # the caption task with the post's text beside the picture
+            turns.append({"image": ex.meta["drawing"], "user": f"{POST_CAPTION_PROMPT}\nPost: {ex.text}",
+                          "answer": synthetic.caption(ex.meta["truth"])})
+        elif task == "pick":  # the facts task's prompt, answered with the two colours it names, no mix
+            a, b = rng.sample(list(synthetic.PRIMARIES), 2)
+            f_a, f_b = (rng.choice(synthetic.SHAPES) for _ in "ab")
+            turns.append({"image": None, "user": f"{CONTINUE_PROMPT} a {a} {f_a} on the left and a {b} {f_b} on the right;",
+                          "answer": f"{a} and {b}."})
         elif task == "facts":  # in words only: a text about two shapes, continued with what their paints make
             a, b = rng.sample(list(synthetic.PRIMARIES), 2)
             f_a, f_b = (rng.choice(synthetic.SHAPES) for _ in "ab")

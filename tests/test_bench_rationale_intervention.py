@@ -194,18 +194,50 @@ def test_what_the_unordered_reading_supports():
         assert row["rationale_style"] == "unordered" and comp["answer_reading"] <= 0.12 * comp["posts"]
     rows = [json.loads(line) for line in UNORDERED.read_text().splitlines() if line.strip()]
     sft = {r["seed"]: r for r in map(json.loads, SWEEP.read_text().splitlines()) if r["method"] == "sft"}
+    cot_tags = ("unordered", "unordered_rr50", "facts_unordered", "facts_unordered_rr50")
     assert sorted((r["method"], r["tag"], r["seed"]) for r in rows) == sorted(
-        [("fine_tune_cot", t, s) for t in ("unordered", "unordered_rr50", "facts_unordered") for s in range(4)]
-        + [("sft", "facts_unordered", s) for s in range(4)])
+        [("fine_tune_cot", t, s) for t in cot_tags for s in range(4)] + [("sft", "facts_unordered", s) for s in range(4)])
     # on the facts base SFT is compared with its own run on that base
     facts_sft = {r["seed"]: r for r in rows if r["method"] == "sft"}
     for r in rows:
         assert r["overrides"]["rationale_style"] == "unordered"
         if r["method"] == "fine_tune_cot":
-            reference = facts_sft if r["tag"] == "facts_unordered" else sft
-            for subset in ("needs:composition", "unseen:text+image") if r["tag"] == "facts_unordered" else (
-                    "needs:composition",):
+            on_facts = r["tag"].startswith("facts_")
+            reference = facts_sft if on_facts else sft
+            for subset in ("needs:composition", "unseen:text+image") if on_facts else ("needs:composition",):
                 assert r["F1@M"][subset] < reference[r["seed"]]["F1@M"][subset]
+
+
+def test_what_the_interventions_on_the_facts_base_and_the_described_style_show():
+    """docs/measured_figures.md: on a base that knows every mix in words, the rationale still concludes
+    the colour of the picture, not of a changed reading (at most 5% of the composition posts at every
+    seed); evidence counterfactuals on that base make the answer follow a changed reading on at least
+    40%, but cost the true reading's answer (lower at every seed). The described style, prefilled with
+    the true description, answers the true colour on at least 80% of the composition posts at every
+    seed (more often than the verbose recipe after its true reading), and still follows a changed
+    description on at most 5%; its own descriptions of two-colour pictures are right on at most a third,
+    where the base, asked with its caption prompt, reads at least 90% right."""
+    report = json.loads(READINGS.read_text())
+    base = report["base_captions"]["tiny-qwen2_vl"]  # the default base, asked with its caption prompt
+    assert base["right"] >= 0.9 * base["posts"] and base["same_colour_right"] == base["same_colour"] > 50
+    for seed in range(4):  # the described style's own descriptions after fine-tuning
+        own = report["readings"][f"fine_tune_cot described {seed}"]
+        assert own["posts"] == base["posts"] and own["right"] <= own["posts"] / 3
+    runs = {tag: {r["seed"]: r for r in rows} for tag, rows in json.loads(RESULTS.read_text())["runs"].items()}
+    for seed in range(4):
+        facts, facts_rr = runs["facts_unordered"][seed], runs["facts_unordered_rr50"][seed]
+        assert facts["model_name"] == facts_rr["model_name"] == "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts"
+        changed, true = facts["changed"]["needs:composition"], facts["true"]["needs:composition"]
+        assert changed["concludes_reading"] <= 0.05 * changed["posts"]
+        rr_changed, rr_true = facts_rr["changed"]["needs:composition"], facts_rr["true"]["needs:composition"]
+        assert rr_changed["answer_reading"] >= 0.4 * rr_changed["posts"]
+        assert rr_true["answer_reading"] < true["answer_reading"]
+        described, verbose = runs["described"][seed], runs["default"][seed]
+        assert described["rationale_style"] == "described"
+        d_true, v_true = described["true"]["needs:composition"], verbose["true"]["needs:composition"]
+        assert d_true["answer_reading"] >= 0.8 * d_true["posts"] and d_true["answer_reading"] > v_true["answer_reading"]
+        d_changed = described["changed"]["needs:composition"]
+        assert d_changed["answer_reading"] <= 0.05 * d_changed["posts"]
 
 
 def test_a_heldout_mix_that_is_not_a_colour_is_refused_before_any_work(tmp_path):

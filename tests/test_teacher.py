@@ -21,6 +21,7 @@ from mmkp_helpers.prompts import parse_generation
 from mmkp_helpers.teacher import (OpenAITeacher, OracleTeacher, TeacherAnswer, TeacherBudgetError, TeacherRun,
                                   TemplateTeacher, check_oracle_rationale, estimate_run, make_teacher, run_teacher)
 from mmkp_helpers.teacher import MissingAPIKeyError, leaks_gold, load_cache
+from mmkp_helpers.synthetic import caption
 from mmkp_helpers.teacher.oracle import STYLES
 from mmkp_helpers.teacher.tokens import image_tokens, qwen_token_count
 
@@ -371,7 +372,8 @@ def test_oracle_rationales_are_faithful_well_formed_and_deterministic(oracle_set
         assert rationale.check(ans.raw, hit_limit=False).kind == "well_formed", ans.raw
         assert rationale.conclusions(ans.rationale) == ex.keyphrases  # concluded in the answer's order
     tokens = [qwen_token_count(a.rationale) for a in answers]
-    low, high = {"compact": (5, 30), "verbose": (20, 60), "running": (20, 75), "unordered": (20, 60)}[style]
+    low, high = {"compact": (5, 30), "verbose": (20, 60), "running": (20, 75), "unordered": (20, 60),
+                 "described": (25, 70)}[style]
     assert low <= sum(tokens) / len(tokens) <= high, sum(tokens) / len(tokens)
     assert [OracleTeacher(style=style).answer(ex).raw for ex in oracle_set[:20]] == [a.raw for a in answers[:20]]
     assert answers[0].raw == f"<think>{answers[0].rationale}</think>\nKeyphrases: " + "; ".join(oracle_set[0].keyphrases)
@@ -384,12 +386,34 @@ def test_oracle_styles_differ_and_are_checked(oracle_set):
     assert len(set(texts.values())) == len(STYLES)
     assert len(texts["compact"]) < len(texts["verbose"]) < len(texts["running"])
     assert "left" not in texts["unordered"] and "the colours" in texts["unordered"]  # a set of colours, no side
+    # described: the picture in the base's caption words first, then the mix stated as a rule
+    assert texts["described"].startswith("the picture shows " + caption(ex.meta["truth"]).rstrip("."))
+    assert f"{ex.meta['truth']['primaries'][0]} and {ex.meta['truth']['primaries'][1]} make" in texts["described"]
     left, right = ex.meta["truth"]["primaries"]
     assert all(left in t and right in t and ex.meta["truth"]["colour"] in t for t in texts.values())
     with pytest.raises(ValueError, match="unknown rationale style 'haiku'"):
         OracleTeacher(style="haiku")
     with pytest.raises(ValueError, match="unknown rationale style"):
         make_teacher("oracle", style="")
+
+
+def test_the_check_reads_a_described_rationale_from_its_description(oracle_set):
+    """The described style reads the shapes in its opening description and states the mix later: a
+    wrong description, or a mix of other colours than the description's, is a problem."""
+    teacher = OracleTeacher(style="described")
+    ex = next(e for e in oracle_set if e.meta["needs"] == "composition"
+              and len(set(e.meta["truth"]["primaries"])) == 2)
+    left, right = ex.meta["truth"]["primaries"]
+    good = teacher.answer(ex).rationale
+    assert check_oracle_rationale(ex, good) == []
+    misread = good.replace(f"a {right} ", f"a {left} ", 1)  # one colour written for both shapes
+    assert misread != good and any("no sentence names the shapes" in p for p in check_oracle_rationale(ex, misread))
+    other = next(p for p in ("red", "blue", "yellow") if p not in (left, right))
+    wrong_rule = good.replace(f"{left} and {right} make", f"{other} and {right} make")
+    assert wrong_rule != good and check_oracle_rationale(ex, wrong_rule)
+    no_description = good.split(". ", 1)[1]  # the rule alone, without the reading before it
+    assert check_oracle_rationale(ex, no_description)
+    assert OracleTeacher(style="described").opening(ex) == "the picture shows " + caption(ex.meta["truth"]).rstrip(".")
 
 
 def test_oracle_refuses_posts_without_ground_truth():

@@ -68,6 +68,24 @@ def test_the_facts_task_states_the_mixes_in_words_and_is_off_by_default():
     assert tiny_base.parse_name("tiny-qwen2_vl?tasks=caption+facts")[1]["tasks"] == "caption+facts"
 
 
+def test_the_pick_and_postcaption_tasks_and_they_are_off_by_default():
+    """pick: the facts prompt answered with the two colours it names (no mix); postcaption: the
+    caption task with the post's text beside the picture. Neither is a default task."""
+    default_tasks = tiny_base.OPTIONS["tasks"].split("+")
+    assert "pick" not in default_tasks and "postcaption" not in default_tasks
+    for t in tiny_base.pretraining_turns(60, tasks=("pick",)):
+        a, b = (w for w in t["user"].split() if w in synthetic.PRIMARIES)
+        assert t["image"] is None and t["user"].startswith(tiny_base.CONTINUE_PROMPT)
+        assert a != b and t["answer"] == f"{a} and {b}." and " make " not in t["answer"]
+    turns = tiny_base.pretraining_turns(60, tasks=("postcaption",))
+    for t in turns:
+        prompt, post = t["user"].split("\nPost: ")
+        assert prompt == tiny_base.POST_CAPTION_PROMPT and post.strip() and t["image"] is not None
+        assert t["answer"].endswith("background.") and " make " not in t["answer"]  # a plain description
+    with pytest.raises(ValueError, match="unknown pretraining task"):
+        tiny_base.parse_name("tiny-qwen2_vl?tasks=caption+pik")
+
+
 def test_a_small_base_pretrains_deterministically(tmp_path):
     options = tiny_base.OPTIONS | {"hidden": 64, "layers": 1, "heads": 2, "pretrain_steps": 40}
 

@@ -32,7 +32,9 @@ whose Z is the mix of its own X and Y), and the colour keyphrases answered most 
 same ``colour_named`` on the other composition posts. ``--readings`` adds how Fine-tune-CoT's
 rationales read the two shapes of every composition post whose primaries differ
 (:func:`readings`; ``--tags default`` reads the sweep's). With ``--base`` it also records what the
-pretrained base writes after the facts prompt and after a rationale's reading (greedy).
+pretrained base writes after the facts prompt and after a rationale's reading (greedy), and with
+``--base-captions`` how bases describe the composition posts' pictures with their pretraining
+caption prompt (:func:`base_captions`).
 """
 from __future__ import annotations
 
@@ -142,6 +144,50 @@ def base_continuations(model_name: str) -> dict[str, str]:
     return out
 
 
+def base_captions(model_name: str, examples: list, max_new_tokens: int = 24) -> dict:
+    """How the base (no adapter, float32, greedy) describes the composition posts' pictures when
+    asked with its pretraining caption prompt: the counts of :func:`readings` over all of them
+    (``posts``, ``right``, ``swapped``, ``one_colour_twice``, ``other``, ``no_reading``), and
+    ``same_colour`` / ``same_colour_right`` for the pictures whose two shapes share a primary."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from mmkp_helpers import modeling
+    from mmkp_helpers.collate import load_image
+    from mmkp_helpers.tiny_base import CAPTION_PROMPT
+
+    model, processor = modeling.load_vlm(modeling.resolve_model(model_name), verbose=False)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": CAPTION_PROMPT}]}]
+    prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    out = dict.fromkeys(("posts", "right", "swapped", "one_colour_twice", "other", "no_reading",
+                         "same_colour", "same_colour_right"), 0)
+    for ex in examples:
+        truth = ex.meta["truth"]
+        if truth["needs"] != "composition":
+            continue
+        enc = processor(text=[prompt], images=[load_image(ex.image)], return_tensors="pt")
+        with torch.no_grad():
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+        text = processor.tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        left, right = truth["primaries"]
+        sided = READING.search(text)
+        if left == right:
+            out["same_colour"] += 1
+            out["same_colour_right"] += bool(sided) and sided.groups() == (left, right)
+            continue
+        out["posts"] += 1
+        if not sided:
+            out["no_reading"] += 1
+            continue
+        a, b = sided.groups()
+        kind = ("right" if (a, b) == (left, right) else "swapped" if (a, b) == (right, left)
+                else "one_colour_twice" if a == b and a in (left, right) else "other")
+        out[kind] += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tags", nargs="+", required=True)
@@ -153,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=".cache/cot_seeds")
     parser.add_argument("--results-dir", default="results/tiny")
     parser.add_argument("--base", default="", help="a base model name whose continuations to record")
+    parser.add_argument("--base-captions", nargs="+", default=[], help="base model names whose captions of the "
+                                                                       "composition posts' pictures to count")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     from mmkp_helpers import data, overlap
@@ -173,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                     report.setdefault("readings", {})[f"{method} {tag} {seed}"] = readings(gens, examples)
     if args.base:
         report["base"] = {"model_name": args.base, "continuations": base_continuations(args.base)}
+    for name in args.base_captions:
+        report.setdefault("base_captions", {})[name] = base_captions(name, list(examples.values()))
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -88,7 +88,7 @@ def tally(examples, generations, planned: dict[str, tuple[str, str]]) -> dict[st
 
 
 def run_seed(seed: int, work: str, tag: str, results_dir: str, max_new_tokens: int | None = None,
-             batch_size: int = 64, style: str | None = None) -> dict:
+             batch_size: int = 64, style: str | None = None, model_name: str | None = None) -> dict:
     """Both conditions on one seed's Fine-tune-CoT adapter: counts and three raw generations each."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mmkp_helpers import data, experiment, inference, modeling, overlap, training
@@ -102,13 +102,14 @@ def run_seed(seed: int, work: str, tag: str, results_dir: str, max_new_tokens: i
     splits = overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]
     test = data.read_jsonl(splits["test"])
     style = style or p["rationale_style"]  # the style the adapter was trained on (the notebooks': verbose)
+    model_name = model_name or p["model_name"]  # the base the adapter was trained on
     teacher = OracleTeacher(style=style)
     plan = interventions(test, teacher)
     shaped = [ex for ex in test if ex.id in plan["true"]]
-    model, processor = training.load_adapter(str(adapter), base=modeling.resolve_model(p["model_name"]),
+    model, processor = training.load_adapter(str(adapter), base=modeling.resolve_model(model_name),
                                              quantize_4bit=p["quantize_4bit"], min_pixels=p["min_pixels"],
                                              max_pixels=p["max_pixels"])
-    row = {"seed": seed, "tag": tag, "model_name": p["model_name"], "rationale_style": style,
+    row = {"seed": seed, "tag": tag, "model_name": model_name, "rationale_style": style,
            "max_new_tokens": max_new_tokens or p["max_new_tokens_cot"]}
     for condition in CONDITIONS:
         prefills = {i: text for i, (text, _) in plan[condition].items()}
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="default", help="the sweep's tag whose Fine-tune-CoT adapters to probe")
     parser.add_argument("--style", default=None, help="the rationale style the adapters were trained on "
                                                       "(default: the notebooks')")
+    parser.add_argument("--model", default=None, help="the base model the adapters were trained on "
+                                                      "(default: the notebooks')")
     parser.add_argument("--work", default=".cache/cot_seeds")
     parser.add_argument("--results-dir", default="results/tiny")
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    rows = [run_seed(s, args.work, args.tag, args.results_dir, style=args.style) for s in args.seeds]
+    rows = [run_seed(s, args.work, args.tag, args.results_dir, style=args.style, model_name=args.model)
+            for s in args.seeds]
     if args.out:  # one file holds every tag's run: this tag's rows replace its earlier ones
         out = Path(args.out)
         report = json.loads(out.read_text()) if out.exists() else {"bench": "rationale_intervention", "runs": {}}

@@ -34,6 +34,15 @@ on which side a colour is on)::
     the text names: bike. the picture shows the colours blue and yellow; blue and yellow make
     green, so the bike is green: green bike.
 
+``described`` (describe, then reason: the rationale opens with the picture's plain description,
+in the words the tiny base's pretraining captions use (:func:`mmkp_helpers.synthetic.caption`),
+and each later step reasons from what it wrote; the colour mix is always stated as a rule, "red
+and red make red" too)::
+
+    the picture shows a blue square on the left and a yellow circle on the right, on a dark blue
+    background. the text names a bike: bike. blue and yellow make green, so the bike is green:
+    green bike. the dark blue background shows night: night.
+
 With ``noise`` > 0 that share of the examples (drawn from a hash of ``seed`` and the example id,
 so a run is reproducible and independent of the order of the examples) gets an unfaithful
 rationale instead: ``"colour"`` states a wrong colour for the object (and concludes the wrong
@@ -52,7 +61,7 @@ from ..synthetic import COLOURS, PRIMARIES, SCENES, SIGNATURE
 from .base import Teacher, format_answer
 
 NOISE_KINDS = ("colour", "drop")
-STYLES = ("verbose", "compact", "running", "unordered")
+STYLES = ("verbose", "compact", "running", "unordered", "described")
 #: Bumped whenever a style's wording changes, so that cached rationales of an older wording are not reused.
 WORDING_VERSION = 2
 
@@ -82,6 +91,11 @@ def _colour_step(truth: dict, kp: str, colour: str, style: str) -> str:
     """The step to the colour + object keyphrase: one shape read (an image post), or two shapes
     read and their colours mixed (a composition post)."""
     topic = truth.get("topic") or kp.split(maxsplit=1)[-1]
+    if style == "described":  # the shapes were read in the opening description
+        if truth.get("needs") != "composition":
+            return f"the {(truth.get('shapes') or ['shape'])[0]} is {colour}, so the {topic} is {colour}: {kp}"
+        left, right = truth["primaries"]
+        return f"{left} and {right} make {colour}, so the {topic} is {colour}: {kp}"
     if truth.get("needs") != "composition":
         form = (truth.get("shapes") or ["shape"])[0]
         if style == "compact":
@@ -98,6 +112,13 @@ def _colour_step(truth: dict, kp: str, colour: str, style: str) -> str:
         shapes = f"the picture shows a {left} {f_left} on the left and a {right} {f_right} on the right"
     made = f"{left} and {right} make {colour}" if left != right else f"both are {left}"
     return f"{shapes}; {made}, so the {topic} is {colour}: {kp}"
+
+
+def _description(truth: dict) -> str:
+    """The ``described`` style's opening: the picture in the tiny base's caption words."""
+    from ..synthetic import caption
+
+    return f"the picture shows {caption(truth).rstrip('.')}"
 
 
 class OracleTeacher(Teacher):
@@ -146,7 +167,7 @@ class OracleTeacher(Teacher):
         concludes), in answer order; a sentence that concludes nothing has an empty list."""
         truth = example.meta.get("truth") or {}
         compact = self.style == "compact"
-        wording = self.style if self.style in ("compact", "unordered") else "verbose"
+        wording = self.style if self.style in ("compact", "unordered", "described") else "verbose"
         steps: list[tuple[str, list[str]]] = []
         present: list[str] = []
         tags: list[str] = []
@@ -180,11 +201,14 @@ class OracleTeacher(Teacher):
                 steps.append((_colour_step(truth, kp, truth.get("colour") or kp.split()[0], wording), [kp]))
             elif kind == "image":
                 looks = SCENES[kp][1] if kp in SCENES else "coloured"
-                sentence = f"background {looks}: {kp}" if compact else f"the background is {looks}, which shows {kp}: {kp}"
+                sentence = (f"background {looks}: {kp}" if compact else f"the {looks} background shows {kp}: {kp}"
+                            if self.style == "described" else f"the background is {looks}, which shows {kp}: {kp}")
                 steps.append((sentence, [kp]))
             else:
                 raise ValueError(f"example {example.id!r}: unknown cue kind {kind!r}")
         flush()
+        if self.style == "described":  # the description first; it says a text post's picture is plain grey
+            return [(_description(truth), [])] + steps
         if not compact and truth.get("needs") == "text":  # (running: first, so the whole answer ends the rationale)
             grey = ("the picture is plain grey and adds nothing", [])
             steps = [grey] + steps if self.style == "running" else steps + [grey]
@@ -223,8 +247,8 @@ class OracleTeacher(Teacher):
             for i, (_, kps) in enumerate(steps):
                 if kps and kps[0] == f"{truth.get('colour')} {truth.get('topic')}":
                     wrong_kp = f"{wrong} {truth.get('topic')}"
-                    steps[i] = (_colour_step(truth, wrong_kp, wrong, self.style if self.style in ("compact", "unordered")
-                                             else "verbose"),
+                    steps[i] = (_colour_step(truth, wrong_kp, wrong, self.style if self.style in ("compact", "unordered",
+                                                                                       "described") else "verbose"),
                                 [wrong_kp])
         if self.style == "running":  # each conclusion restates the answer so far
             running: list[str] = []
@@ -276,7 +300,9 @@ class OracleTeacher(Teacher):
         return self._up_to_reading(example.id, rationale, truth)
 
     def _up_to_reading(self, example_id: str, rationale: str, truth: dict) -> str:
-        if truth["needs"] == "composition":
+        if self.style == "described":
+            reading = _description(truth)
+        elif truth["needs"] == "composition":
             (left, right), (f_left, f_right) = truth["primaries"], truth["shapes"]
             if self.style == "unordered":
                 a, b = sorted((left, right), key=list(PRIMARIES).index)
@@ -356,7 +382,15 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
                 return all(has(w, f"{side} {p}") or has(w, f"{p} {shape} on the {side}")
                            for side, p, shape in zip(("left", "right"), primaries, shapes))
 
-            found = [i for i, w in concluding if colour in w and reads_shapes(w)]
+            # the described style reads the shapes in its opening description and states the mix after it
+            described = [i for i, (w, c) in enumerate(sentences) if not c and has(w, "the picture shows")
+                         and reads_shapes(w)]
+
+            def mixes(i: int, w: list[str]) -> bool:
+                return bool(described) and described[0] < i and len(primaries) == 2 and any(
+                    has(w, f"{a} and {b} make {colour}") for a, b in (primaries, primaries[::-1]))
+
+            found = [i for i, w in concluding if colour in w and (reads_shapes(w) or mixes(i, w))]
             why = (f"'{kp}' (text+image): no sentence names the shapes' {' and '.join(primaries)} and makes {colour}"
                    if primaries else f"'{kp}' (text+image): no sentence says the shape is {colour}")
             topic = truth.get("topic")
