@@ -19,10 +19,8 @@ with the ``facts`` task, which answers a prompt with words picked out of it, doe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 
 def event_counts(generations: list[dict], examples: dict) -> dict:
@@ -80,26 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     from mmkp_helpers import data, overlap
+    from mmkp_helpers.bench.heldout_mix import emit, sweep_generations
 
     splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)["clean"]
     examples = {ex.id: ex for ex in data.read_jsonl(splits["test"])}
     report = {"bench": "event_copying", "runs": {}}
-    for tag in args.tags:
-        for method in args.methods:
-            for seed in args.seeds:
-                path = Path(args.work) / f"{method}-{tag}-{seed}" / "generations-free.jsonl"
-                if not path.is_file():
-                    continue
-                gens = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-                row = event_counts(gens, examples)
-                if method != "sft":
-                    row["failures"] = failure_classes(gens)
-                report["runs"][f"{method} {tag} {seed}"] = row
-    text = json.dumps(report, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    return 0
+    for method, tag, seed, gens in sweep_generations(args.work, args.tags, args.methods, args.seeds):
+        row = event_counts(gens, examples)
+        if method != "sft":
+            row["failures"] = failure_classes(gens)
+        report["runs"][f"{method} {tag} {seed}"] = row
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -188,6 +188,26 @@ def base_captions(model_name: str, examples: list, max_new_tokens: int = 24) -> 
     return out
 
 
+def sweep_generations(work, tags, methods, seeds):
+    """``(method, tag, seed, generations)`` for each run of ``bench.cot_seeds`` under ``work`` that
+    has free-decoding generations (dicts of its ``generations-free.jsonl``); missing runs are skipped."""
+    for tag in tags:
+        for method in methods:
+            for seed in seeds:
+                path = Path(work) / f"{method}-{tag}-{seed}" / "generations-free.jsonl"
+                if path.is_file():
+                    yield method, tag, seed, [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def emit(report: dict, out: str = "") -> int:
+    """Print ``report`` as JSON and, given ``out``, write it there; 0 (a CLI's exit status)."""
+    text = json.dumps(report, indent=1)
+    if out:
+        Path(out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tags", nargs="+", required=True)
@@ -208,26 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)["clean"]
     examples = {ex.id: ex for ex in data.read_jsonl(splits["test"])}
     report = {"bench": "heldout_mix", "mixes": args.mixes, "runs": {}}
-    for tag in args.tags:
-        for method in args.methods:
-            for seed in args.seeds:
-                path = Path(args.work) / f"{method}-{tag}-{seed}" / "generations-free.jsonl"
-                if not path.is_file():
-                    continue
-                gens = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-                if args.mixes:
-                    report["runs"][f"{method} {tag} {seed}"] = count_posts(gens, examples, set(args.mixes))
-                if args.readings and method != "sft":
-                    report.setdefault("readings", {})[f"{method} {tag} {seed}"] = readings(gens, examples)
+    for method, tag, seed, gens in sweep_generations(args.work, args.tags, args.methods, args.seeds):
+        if args.mixes:
+            report["runs"][f"{method} {tag} {seed}"] = count_posts(gens, examples, set(args.mixes))
+        if args.readings and method != "sft":
+            report.setdefault("readings", {})[f"{method} {tag} {seed}"] = readings(gens, examples)
     if args.base:
         report["base"] = {"model_name": args.base, "continuations": base_continuations(args.base)}
     for name in args.base_captions:
         report.setdefault("base_captions", {})[name] = base_captions(name, list(examples.values()))
-    text = json.dumps(report, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    return 0
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":
