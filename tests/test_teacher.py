@@ -21,7 +21,7 @@ from mmkp_helpers.prompts import parse_generation
 from mmkp_helpers.teacher import (OpenAITeacher, OracleTeacher, TeacherAnswer, TeacherBudgetError, TeacherRun,
                                   TemplateTeacher, check_oracle_rationale, estimate_run, make_teacher, run_teacher)
 from mmkp_helpers.teacher import MissingAPIKeyError, leaks_gold, load_cache
-from mmkp_helpers.synthetic import caption
+from mmkp_helpers.synthetic import PRIMARIES, caption
 from mmkp_helpers.teacher.oracle import STYLES
 from mmkp_helpers.teacher.tokens import image_tokens, qwen_token_count
 
@@ -414,6 +414,31 @@ def test_the_check_reads_a_described_rationale_from_its_description(oracle_set):
     no_description = good.split(". ", 1)[1]  # the rule alone, without the reading before it
     assert check_oracle_rationale(ex, no_description)
     assert OracleTeacher(style="described").opening(ex) == "the picture shows " + caption(ex.meta["truth"]).rstrip(".")
+
+
+@pytest.mark.parametrize("style", ["verbose", "unordered", "described", "compact"])
+def test_the_check_rejects_a_rule_step_that_is_wrong(oracle_set, style):
+    """A slip the students make: the shapes read right, then a wrong rule step ("red and red make
+    orange, so the car is red") or an object of another colour than the one concluded."""
+    teacher = OracleTeacher(style=style)
+    for ex in [e for e in oracle_set if e.meta["needs"] == "composition"][:12]:
+        (left, right), colour = ex.meta["truth"]["primaries"], ex.meta["truth"]["colour"]
+        if style == "unordered":  # the set of colours, in the order of the primaries
+            left, right = sorted((left, right), key=list(PRIMARIES).index)
+        good = teacher.answer(ex).rationale
+        assert check_oracle_rationale(ex, good) == []
+        other = next(c for c in ("orange", "purple", "green") if c != colour)
+        rule = f"{left} and {right} make {colour}" if left != right or style == "described" else (
+            f"{left} stays {colour}" if style == "compact" else f"both are {left}")
+        assert rule in good, (rule, good)
+        wrong_rule = f"{left} and {right} make {other}" if rule.endswith(colour) and " make " in rule else (
+            f"{left} stays {other}" if " stays " in rule else f"both are {other}")
+        slip = good.replace(rule, wrong_rule, 1)
+        assert any("no sentence names the shapes" in p for p in check_oracle_rationale(ex, slip)), slip
+        if style != "compact":  # "so the car is red" after a rule that makes orange
+            claim = f"so the {ex.meta['truth']['topic']} is {colour}"
+            assert claim in good
+            assert check_oracle_rationale(ex, good.replace(claim, f"so the {ex.meta['truth']['topic']} is {other}", 1))
 
 
 def test_oracle_refuses_posts_without_ground_truth():

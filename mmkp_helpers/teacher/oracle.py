@@ -57,7 +57,7 @@ import hashlib
 import re
 
 from ..data import Example
-from ..synthetic import COLOURS, PRIMARIES, SCENES, SIGNATURE
+from ..synthetic import COLOURS, PRIMARIES, SCENES, SHAPES, SIGNATURE, mix
 from .base import Teacher, format_answer
 
 NOISE_KINDS = ("colour", "drop")
@@ -348,7 +348,9 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
 
     - a present keyphrase (topic, event): the sentence has the word "text";
     - the colour + object keyphrase: the sentence names the true colour and, on a composition
-      post, each shape with its own primary ("left blue" or "a blue circle on the left"); a
+      post, each shape with its own primary ("left blue" or "a blue circle on the left"); every
+      rule step it states ("X and Y make Z", "both are X", "X stays Z") and every "the <object or
+      shape> is Z" in it must be right (the post's primaries, their mix, the true colour); a
       sentence concluding another colour for the object is a problem too;
     - a scene: the sentence has "background" and the background's colour words (``dark blue``);
     - a tag: the sentence has the account's name.
@@ -390,7 +392,17 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
                 return bool(described) and described[0] < i and len(primaries) == 2 and any(
                     has(w, f"{a} and {b} make {colour}") for a, b in (primaries, primaries[::-1]))
 
-            found = [i for i, w in concluding if colour in w and (reads_shapes(w) or mixes(i, w))]
+            def rule_agrees(w: list[str]) -> bool:  # every rule step and colour claim of the sentence is right
+                text = " ".join(w)
+                for a, b, made in re.findall(r"\b(\w+) and (\w+) make (\w+)", text):
+                    if a in PRIMARIES and b in PRIMARIES and (made != colour or mix(a, b) != colour
+                                                              or sorted((a, b)) != sorted(primaries)):
+                        return False
+                claims = re.findall(r"\bboth are (\w+)|\bstays (\w+)|\bthe (?:{}) is (\w+)".format(
+                    "|".join(map(re.escape, [str(truth.get("topic")), *SHAPES]))), text)
+                return all(c == colour for claim in claims for c in claim if c)
+
+            found = [i for i, w in concluding if colour in w and (reads_shapes(w) or mixes(i, w)) and rule_agrees(w)]
             why = (f"'{kp}' (text+image): no sentence names the shapes' {' and '.join(primaries)} and makes {colour}"
                    if primaries else f"'{kp}' (text+image): no sentence says the shape is {colour}")
             topic = truth.get("topic")
