@@ -106,3 +106,7 @@ def test_what_the_base_study_supports():
     shares = [steps800[("facts_running_steps800", "fine_tune_cot", s)]["well_formed_share"] for s in range(4)]
     assert sum(w >= 0.95 for w in shares) == 3
     assert min(steps800[("facts_verbose_steps800", "fine_tune_cot", s)]["well_formed_share"] for s in range(4)) < 0.95
+    # 1,200 steps with the running style: still 95% of all posts on 3 seeds of 4
+    steps1200 = [r for r in rows if r["tag"] == "facts_running_steps1200"]
+    assert sorted(r["seed"] for r in steps1200) == [0, 1, 2, 3] and all(r["steps"] == 1200 for r in steps1200)
+    assert sum(r["well_formed_share"] >= 0.95 for r in steps1200) == 3
