@@ -18,7 +18,6 @@ with the ``facts`` task, which answers a prompt with words picked out of it, doe
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 
@@ -69,19 +68,9 @@ def failure_classes(generations: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tags", nargs="+", required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    parser.add_argument("--methods", nargs="+", default=["sft", "fine_tune_cot"])
-    parser.add_argument("--work", default=".cache/cot_seeds")
-    parser.add_argument("--results-dir", default="results/tiny")
-    parser.add_argument("--out", default="")
-    args = parser.parse_args(argv)
-    from mmkp_helpers import data, overlap
-    from mmkp_helpers.bench.heldout_mix import emit, sweep_generations
+    from mmkp_helpers.bench.heldout_mix import emit, sweep_generations, sweep_reader
 
-    splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)["clean"]
-    examples = {ex.id: ex for ex in data.read_jsonl(splits["test"])}
+    args, examples = sweep_reader(__doc__, ["sft", "fine_tune_cot"], argv)
     report = {"bench": "event_copying", "runs": {}}
     for method, tag, seed, gens in sweep_generations(args.work, args.tags, args.methods, args.seeds):
         row = event_counts(gens, examples)

@@ -199,6 +199,23 @@ def sweep_generations(work, tags, methods, seeds):
                     yield method, tag, seed, [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def sweep_reader(doc: str, methods: list[str], argv: list[str] | None = None):
+    """The command line of a bench that reads a sweep's generations (``--tags --seeds --methods
+    --work --results-dir --out``): ``(args, examples)``, the clean test split's posts by id."""
+    from mmkp_helpers import data, overlap
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--tags", nargs="+", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--methods", nargs="+", default=methods)
+    parser.add_argument("--work", default=".cache/cot_seeds")
+    parser.add_argument("--results-dir", default="results/tiny")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)["clean"]
+    return args, {ex.id: ex for ex in data.read_jsonl(splits["test"])}
+
+
 def emit(report: dict, out: str = "") -> int:
     """Print ``report`` as JSON and, given ``out``, write it there; 0 (a CLI's exit status)."""
     text = json.dumps(report, indent=1)
