@@ -12,7 +12,13 @@ composition post, in the answer's order). Per kind of post (``needs``) it counts
 - ``concludes_gold``: the rationale's conclusions are the gold keyphrases (however it got there);
 - ``answer_follows``: the answer after ``</think>`` is what the rationale concludes;
 - ``answer_gold``: the answer is the gold set;
-- ``answer_gold_without_true_reading``: right answers whose rationale did not read truly.
+- ``answer_gold_without_true_reading``: right answers whose rationale did not read truly;
+- ``coherent`` / ``incoherent``: well-formed, and its colour chain (:func:`chain`) agrees / does
+  not agree with itself: judged against the rationale's own reading, not the truth, so a chain
+  from a misread picture can be coherent, and "red and red ... red and yellow make orange, so the
+  car is purple: orange car" is well-formed but not coherent. Text posts (no colour to read) and
+  rationales that read no colour are neither, so a text post's ``coherent`` share is 0 by
+  construction (:mod:`mmkp_helpers.bench.chain_coherence` counts the same per run).
 
 And how an answer that does not follow its rationale departs from it (a closed rationale with
 conclusions and a non-empty answer; at most one applies; keyphrases normalised as
@@ -31,11 +37,55 @@ them to every record of a synthetic run (``rationale_reading``), and
 """
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
 KEYS = ("opened", "well_formed", "reads_truly", "concludes_gold", "answer_follows", "answer_gold",
-        "answer_gold_without_true_reading", "answer_is_final_list", "answer_drops", "answer_adds")
+        "answer_gold_without_true_reading", "answer_is_final_list", "answer_drops", "answer_adds",
+        "coherent", "incoherent")
+
+_SIDED = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right|left (\w+), right (\w+)")
+_AS_SET = re.compile(r"the colours (\w+) and (\w+)")
+_CENTRE = re.compile(r"a (\w+) \w+ in the centre|centre (\w+)")
+_RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
+_SAME = re.compile(r"both are (\w+)|(\w+) stays (\w+)")
+
+
+def chain(text: str, topic: str) -> bool | None:
+    """Whether the colour chain of rationale ``text`` about object ``topic`` agrees with itself; None
+    when it reads no colour. The colours it reads (two shapes, sided or as a set, or one in the
+    centre), its rule step (``X and Y make Z`` over exactly the colours it read, with Z their mix;
+    ``both are X`` / ``X stays Z`` when it read one colour twice), its claim ``the <object> is Z`` and
+    its colour keyphrase conclusion must all agree. Checked against itself, not the ground truth."""
+    from . import rationale
+    from .synthetic import COLOURS, PRIMARIES, mix
+
+    two = _SIDED.search(text) or _AS_SET.search(text)
+    one = _CENTRE.search(text)
+    if two:
+        read = [c for c in two.groups() if c]
+        rule, same = _RULE.search(text), _SAME.search(text)
+        if rule and rule.group(1) in PRIMARIES and rule.group(2) in PRIMARIES:
+            if sorted(rule.group(1, 2)) != sorted(read) or mix(*rule.group(1, 2)) != rule.group(3):
+                return False
+            made = rule.group(3)
+        elif same:
+            said = [c for c in same.groups() if c]
+            if len(set(read)) != 1 or any(c != read[0] for c in said):
+                return False
+            made = read[0]
+        else:
+            return False
+    elif one:
+        made = next(c for c in one.groups() if c)
+    else:
+        return None
+    claim = re.search(rf"the {re.escape(topic)} is (\w+)", text)
+    if claim and claim.group(1) != made:
+        return False
+    concluded = [k for k in rationale.conclusions(text) or [] if k.endswith(" " + topic) and k.split()[0] in COLOURS]
+    return all(k.split()[0] == made for k in concluded)
 
 
 def has_truth(example) -> bool:
@@ -64,11 +114,14 @@ def judge(raw: str, example, hit_limit: bool | None = None) -> dict[str, bool]:
     departs = bool(check.opened and concluded and answer and not check.consistent)
     is_final = departs and answer == final
     drops = departs and not is_final and answer < set(concluded)
+    coherent = (chain(text, example.meta["truth"]["topic"])
+                if check.kind == "well_formed" and example.meta.get("needs") != "text" else None)
     return {"opened": check.opened, "well_formed": check.kind == "well_formed", "reads_truly": reads,
             "concludes_gold": _norm(concluded) == gold, "answer_follows": bool(check.consistent),
             "answer_gold": answer_gold, "answer_gold_without_true_reading": answer_gold and not reads,
             "answer_is_final_list": is_final, "answer_drops": drops,
-            "answer_adds": departs and not is_final and not drops and not answer <= set(concluded)}
+            "answer_adds": departs and not is_final and not drops and not answer <= set(concluded),
+            "coherent": coherent is True, "incoherent": coherent is False}
 
 
 def accounts(examples: Iterable) -> set[str]:

@@ -99,3 +99,33 @@ def test_account_groups_split_the_posts_by_whether_training_saw_their_account():
         ("signed:seen", "signed:unseen", "unsigned"), 1)
     assert s["signed:seen"]["answer_gold"] == 1.0 and s["signed:unseen"]["answer_gold"] == 0.0
     assert not any(k.startswith(("signed", "unsigned")) for k in reading.summarize(gens, by_id))
+
+
+def test_every_record_says_which_well_formed_rationales_follow_from_themselves():
+    """``coherent``: well-formed and its colour chain agrees with itself (reading.chain); a rule step
+    over a colour it never read is well-formed but ``incoherent``; a text post is neither; the record
+    of a synthetic run carries the shares per kind of post."""
+    from mmkp_helpers import experiment, inference, reading
+
+    ex = _composition_post()
+    truth = ex.meta["truth"]
+    good = OracleTeacher(style="verbose").answer(ex).raw
+    left, right = truth["primaries"]
+    assert f"{left} and {right} make {truth['colour']}" in good
+    wrong = next(c for c in ("red", "blue", "yellow") if c not in (left, right))
+    contradicts = good.replace(f"{left} and {right} make", f"{left} and {wrong} make")
+    assert reading.judge(good, ex, False)["coherent"] and not reading.judge(good, ex, False)["incoherent"]
+    flags = reading.judge(contradicts, ex, False)
+    assert flags["well_formed"] and flags["incoherent"] and not flags["coherent"]
+    looping = good.split("</think>")[0] + (" " + good.split("</think>")[0]) * 2 + "</think>\nKeyphrases: x"
+    assert not any(reading.judge(looping, ex, False)[k] for k in ("coherent", "incoherent"))  # not well-formed
+    text_post = next(p for p in synthetic.generate(seed=0)["test_clean"] if p.meta["needs"] == "text")
+    flags = reading.judge(OracleTeacher(style="verbose").answer(text_post).raw, text_post, False)
+    assert flags["well_formed"] and not flags["coherent"] and not flags["incoherent"]
+    gen = lambda raw, i: inference.Generation(id=ex.id, raw=raw, keyphrases=[], reasoning=None, parse_ok=True,  # noqa: E731
+                                              n_tokens=9 + i, seconds=0.1, hit_limit=False)
+    scores = {"all": dict.fromkeys(("F1@M", "F1@1", "F1@3", "F1@5", "MAP@5"), 1.0)}
+    r = experiment.record("04_fine_tune_cot", "fine_tune_cot", "free", "synthetic", "clean",
+                          [gen(good, 0), gen(contradicts, 1)], scores, examples=[ex])
+    comp = r["rationale_reading"]["needs:composition"]
+    assert comp["well_formed"] == 1.0 and comp["coherent"] == 0.5 and comp["incoherent"] == 0.5

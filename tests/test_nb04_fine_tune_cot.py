@@ -93,10 +93,15 @@ def test_04_fine_tune_cot(tiny_run):
         assert reading["signed:unseen"]["posts"] > 0
         assert round(reading["all"]["well_formed"] * n_test) == q["well_formed"]
         assert 0 <= reading["needs:composition"]["reads_truly"] <= reading["needs:composition"]["opened"] <= 1
+        # a well-formed chain either follows from itself or not (posts with a colour); text posts have none
+        comp = reading["needs:composition"]
+        assert comp["coherent"] + comp["incoherent"] <= comp["well_formed"] + 1e-4
+        assert reading["needs:text"]["coherent"] == reading["needs:text"]["incoherent"] == 0
     assert "rationale_reading" not in rec[("fine_tune_cot", "forced_direct")] and "rationale_reading" not in sft
     assert m["findings"]["reading"] == free["rationale_reading"]
     texts = " ".join(c["text"] for c in m["summary_claims"])
     assert "read both shapes and the mixed colour truly" in texts and "misread the picture" in texts
+    assert "a colour chain that follows from itself" in texts
     # reasoning costs tokens and time on every post
     assert free["gen_tokens_mean"] >= 2.5 * sft["gen_tokens_mean"]
     assert free["seconds_per_post"] > sft["seconds_per_post"]

@@ -8,7 +8,8 @@ that the answer is the list it concludes. A rationale can pass it and still cont
 
 reads red and red, mixes a yellow it never read, calls the car purple and concludes orange. This
 bench checks the colour chain of a rationale against itself, not against the ground truth
-(:func:`chain`): the colours it reads (two shapes, sided or as a set, or one in the centre), its
+(:func:`mmkp_helpers.reading.chain`, which also gives every CoT record its
+``coherent`` share): the colours it reads (two shapes, sided or as a set, or one in the centre), its
 rule step (``X and Y make Z`` over exactly the colours it read, with Z their mix; ``both are X`` /
 ``X stays Z`` when it read one colour twice), its claim ``the <object> is Z`` and its colour
 keyphrase conclusion must all agree. Per run (``bench.cot_seeds`` generations under ``--work``) it
@@ -21,48 +22,12 @@ counts, among the well-formed rationales of each kind of post: ``coherent``, ``i
 """
 from __future__ import annotations
 
-import re
 import sys
 from collections import Counter
 
-SIDED = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right|left (\w+), right (\w+)")
-AS_SET = re.compile(r"the colours (\w+) and (\w+)")
-CENTRE = re.compile(r"a (\w+) \w+ in the centre|centre (\w+)")
-RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
-SAME = re.compile(r"both are (\w+)|(\w+) stays (\w+)")
+from mmkp_helpers.reading import chain
 
-
-def chain(text: str, topic: str) -> bool | None:
-    """Whether the colour chain of rationale ``text`` about object ``topic`` agrees with itself
-    (module docstring); None when it reads no colour."""
-    from mmkp_helpers import rationale
-    from mmkp_helpers.synthetic import COLOURS, PRIMARIES, mix
-
-    two = SIDED.search(text) or AS_SET.search(text)
-    one = CENTRE.search(text)
-    if two:
-        read = [c for c in two.groups() if c]
-        rule, same = RULE.search(text), SAME.search(text)
-        if rule and rule.group(1) in PRIMARIES and rule.group(2) in PRIMARIES:
-            if sorted(rule.group(1, 2)) != sorted(read) or mix(*rule.group(1, 2)) != rule.group(3):
-                return False
-            made = rule.group(3)
-        elif same:
-            said = [c for c in same.groups() if c]
-            if len(set(read)) != 1 or any(c != read[0] for c in said):
-                return False
-            made = read[0]
-        else:
-            return False
-    elif one:
-        made = next(c for c in one.groups() if c)
-    else:
-        return None
-    claim = re.search(rf"the {re.escape(topic)} is (\w+)", text)
-    if claim and claim.group(1) != made:
-        return False
-    concluded = [k for k in rationale.conclusions(text) or [] if k.endswith(" " + topic) and k.split()[0] in COLOURS]
-    return all(k.split()[0] == made for k in concluded)
+__all__ = ["chain", "counts", "main"]
 
 
 def counts(generations: list[dict], examples: dict) -> dict:
