@@ -48,23 +48,26 @@ KEYS = ("opened", "well_formed", "reads_truly", "concludes_gold", "answer_follow
 _SIDED = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right|left (\w+), right (\w+)")
 _AS_SET = re.compile(r"the colours (\w+) and (\w+)")
 _CENTRE = re.compile(r"a (\w+) \w+ in the centre|centre (\w+)")
+_TINT = re.compile(r"the text names (red|blue|yellow)\b|\btext (red|blue|yellow),")
 _RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
 _SAME = re.compile(r"both are (\w+)|(\w+) stays (\w+)")
 
 
 def chain(text: str, topic: str) -> bool | None:
     """Whether the colour chain of rationale ``text`` about object ``topic`` agrees with itself; None
-    when it reads no colour. The colours it reads (two shapes, sided or as a set, or one in the
-    centre), its rule step (``X and Y make Z`` over exactly the colours it read, with Z their mix;
-    ``both are X`` / ``X stays Z`` when it read one colour twice), its claim ``the <object> is Z`` and
-    its colour keyphrase conclusion must all agree. Checked against itself, not the ground truth."""
+    when it reads no colour. The colours it reads (two shapes, sided or as a set; one in the centre;
+    or a combine post's primary of the text and its one shape), its rule step (``X and Y make Z``
+    over exactly the colours it read, with Z their mix; ``both are X`` / ``X stays Z`` when it read
+    one colour twice), its claim ``the <object> is Z`` and its colour keyphrase conclusion must all
+    agree. Checked against itself, not the ground truth."""
     from . import rationale
     from .synthetic import COLOURS, PRIMARIES, mix
 
     two = _SIDED.search(text) or _AS_SET.search(text)
     one = _CENTRE.search(text)
-    if two:
-        read = [c for c in two.groups() if c]
+    tint = _TINT.search(text)
+    if two or (tint and one):
+        read = [c for c in (two or tint).groups() if c] + ([] if two else [next(c for c in one.groups() if c)])
         rule, same = _RULE.search(text), _SAME.search(text)
         if rule and rule.group(1) in PRIMARIES and rule.group(2) in PRIMARIES:
             if sorted(rule.group(1, 2)) != sorted(read) or mix(*rule.group(1, 2)) != rule.group(3):

@@ -28,10 +28,14 @@ Methods (per seed, one QLoRA run each; the clean test split scored):
 Each line is the notebook's record (``metrics`` per subset, tokens, seconds, think share,
 rationale quality) plus ``bench``, ``method``, ``decoding``, ``tag``, ``seed``, ``train_s`` and a
 flat ``F1@M`` per subset. ``--set`` overrides notebook parameters for a study (e.g.
-``rationale_style``, ``model_name``), and takes four settings the notebooks do not have (their
+``rationale_style``, ``model_name``), and takes settings the notebooks do not have (their
 recipe leaves them off): ``heldout_mixes`` (colours, e.g. ``["green"]``, whose composition posts are
 left out of the training and validation posts: the test posts that need that mix ask for a rule
-fine-tuning never showed), ``counterfactual_share`` (that share of the training posts also train a
+fine-tuning never showed), ``synthetic_options`` (generator options for another benchmark, e.g.
+``{"p_image": 0.25, "p_combine": 0.2}``; with its own ``--results-dir`` and ``--work``),
+``heldout_combines`` (colours whose combine posts are left out of training and validation: the
+rule is shown only by the composition posts, the reading of a text word and of one shape by
+others), ``counterfactual_share`` (that share of the training posts also train a
 counterfactual rationale's answer, :mod:`mmkp_helpers.counterfactual`), ``reread_share`` (that share
 also trains an evidence counterfactual: the post read differently, the rule and answer following
 the reading, :func:`mmkp_helpers.counterfactual.reread_records`) and ``answer_weight``
@@ -110,12 +114,15 @@ def _run(job: dict) -> list[dict]:
 
     method = job["method"]
     p = _params(job["seed"], job["overrides"], DYNAMIC_NOTEBOOK if method == "dynamic_cot" else NOTEBOOK)
-    splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, verbose=False)["clean"]
+    splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, verbose=False,
+                                    synthetic=p.get("synthetic_options"))["clean"]
     train, valid, test = (data.read_jsonl(splits[s]) for s in ("train", "valid", "test"))
     mixes = set(p.get("heldout_mixes") or ())  # a study's knob: these mixes' composition posts never train
-    if mixes:
-        train, valid = ([ex for ex in part if not (ex.meta.get("needs") == "composition"
-                                                   and ex.meta["truth"]["colour"] in mixes)] for part in (train, valid))
+    combines = set(p.get("heldout_combines") or ())  # ... and these mixes' combine posts
+    if mixes or combines:
+        held = lambda ex: ex.meta["truth"]["colour"] in {"composition": mixes, "combine": combines}.get(  # noqa: E731
+            ex.meta.get("needs"), ())
+        train, valid = ([ex for ex in part if not held(ex)] for part in (train, valid))
     seen = data.read_keyphrase_list(splits["train"].parent / "train_keyphrases.txt")
     job = job | {"seen_accounts": reading.accounts(train)}
     noise = p["noisy_teacher_noise"] if method == "fine_tune_cot_noisy" else 0.0
@@ -416,10 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = json.loads(args.set)
     from mmkp_helpers.synthetic import COLOURS
 
-    unknown = sorted(set(overrides.get("heldout_mixes") or ()) - set(COLOURS))
-    if unknown:
-        raise ValueError(f"heldout_mixes {unknown}: not colours of the benchmark; choose from {list(COLOURS)}")
-    splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False)
+    for knob in ("heldout_mixes", "heldout_combines"):
+        unknown = sorted(set(overrides.get(knob) or ()) - set(COLOURS))
+        if unknown:
+            raise ValueError(f"{knob} {unknown}: not colours of the benchmark; choose from {list(COLOURS)}")
+    if overrides.get("synthetic_options") and args.results_dir == "results/tiny":
+        raise ValueError("synthetic_options make another benchmark: give it a --results-dir (and --work) of its own")
+    splits = overlap.prepare_splits("synthetic", args.results_dir, seed=0, verbose=False,
+                                    synthetic=overrides.get("synthetic_options"))
     p0 = _params(0, overrides)
     modeling.resolve_model(p0["model_name"])  # built once, before the workers load it
     train = data.read_jsonl(splits["clean"]["train"])

@@ -32,6 +32,16 @@ words, 22 with an account's signature) glued from independently drawn pieces::
   the text) and a rule applied: the step a direct answer tends to get wrong, and a rationale
   spells out.
 
+**A fourth kind for studies, off by default** (``p_combine``; :data:`COMBINE`): a **combine
+post** names a primary in its text, right after the object ("look at this car in blue ..."), has
+one shape in the centre painted in a primary too, and the object's colour is their mix (blue and
+yellow make ``green car``; blue twice stays ``blue car``). Each step it needs is one other posts
+train (copy a word of the text, read one shape, apply the composition posts' rule), so with a
+mix's combine posts held out of fine-tuning (``heldout_combines`` in
+:mod:`mmkp_helpers.bench.cot_seeds`) it asks whether a chain of trained steps reaches what a direct
+answer never saw (:mod:`mmkp_helpers.bench.combine_probe`). With ``p_combine`` 0 (the default)
+the generator draws exactly the posts it drew before the kind existed.
+
 **Its keyphrases**, in this order, with their *kind* in ``meta["kinds"]``:
 
 =============  ================  ===============================================================
@@ -45,7 +55,7 @@ keyphrase      kind              rule
                                  no rule gives it, only having seen the account's posts
 =============  ================  ===============================================================
 
-No scene or colour word ever appears in a text. A text-only model gets the present keyphrases and
+No scene or colour word ever appears in a text (but a combine post's primary, above). A text-only model gets the present keyphrases and
 must guess a colour (1 in 6) and a scene; an image-only model cannot name the topic.
 
 **Series (recurring accounts).** Much of Twitter's overlap comes from accounts that post the same
@@ -91,11 +101,11 @@ from .files import (VERSION, kind_shares, make_synthetic, manifest, near_duplica
                     unseen_stats)
 from .generator import (SyntheticConfig, compose_text, generate, generate_from, heldout_pairs, keyphrases_of,
                         shingles)
-from .vocabulary import (COLOUR_RGB, COLOURS, EVENTS, KINDS, MIXES, NEEDS, NO_SCENE, PRIMARIES, SCENES, SERIES_NAMES, SHAPES,
-                         SIDES, SIGNATURE, TAGS, TOPICS, mix, pairs_for)
+from .vocabulary import (COLOUR_RGB, COLOURS, COMBINE, EVENTS, KINDS, MIXES, NEEDS, NO_SCENE, PRIMARIES, SCENES,
+                         SERIES_NAMES, SHAPES, SIDES, SIGNATURE, TAGS, TOPICS, mix, pairs_for)
 
-__all__ = ["COLOUR_RGB", "caption", "draw_plan", "render_image", "VERSION", "kind_shares", "make_synthetic", "manifest",
-           "near_duplicate_stats", "needs_counts", "unseen_stats", "SyntheticConfig", "compose_text", "generate",
-           "generate_from", "heldout_pairs", "keyphrases_of", "shingles", "COLOURS", "EVENTS", "KINDS", "MIXES",
-           "NEEDS", "NO_SCENE", "PRIMARIES", "SCENES", "SERIES_NAMES", "SHAPES", "SIDES", "SIGNATURE", "TAGS",
+__all__ = ["COLOUR_RGB", "COMBINE", "caption", "draw_plan", "render_image", "VERSION", "kind_shares", "make_synthetic",
+           "manifest", "near_duplicate_stats", "needs_counts", "unseen_stats", "SyntheticConfig", "compose_text",
+           "generate", "generate_from", "heldout_pairs", "keyphrases_of", "shingles", "COLOURS", "EVENTS", "KINDS",
+           "MIXES", "NEEDS", "NO_SCENE", "PRIMARIES", "SCENES", "SERIES_NAMES", "SHAPES", "SIDES", "SIGNATURE", "TAGS",
            "TOPICS", "mix", "pairs_for"]

@@ -7,6 +7,8 @@ The picture is coarse on purpose: a tiny model sees it as a 4 x 4 grid of 28-pix
   or a circle (the form carries no meaning), painted in the object's colour.
 - A *composition* post has two shapes side by side (left and right, each over about 2 x 2 tokens
   of its half), each painted in a primary.
+- A *combine* post (a study's kind) has one shape in the centre, as an image post, painted in the
+  primary that mixes with the one its text names.
 - A *text* post has nothing but a grey background.
 """
 from __future__ import annotations
@@ -33,9 +35,10 @@ def draw_plan(rng: random.Random, truth: dict, size: tuple[int, int]) -> dict:
     width, height = size
     background = SCENES[truth["scene"]][0] if truth.get("scene") else NO_SCENE[0]
     drawing = {"size": [width, height], "background": _jitter(rng, background, 8), "shapes": []}
-    single = truth.get("needs") == "image"
+    single = truth.get("needs") in ("image", "combine")
     sides = ("centre",) if single else SIDES
-    colours = [truth["colour"]] if single else (truth.get("primaries") or ())
+    colours = ([truth["primaries"][1]] if truth.get("needs") == "combine" else [truth["colour"]] if single
+               else (truth.get("primaries") or ()))
     for side, form, colour in zip(sides, truth.get("shapes") or (), colours):
         side_px = round(SHAPE_SIZES[form, single] * min(width, height)) + rng.randint(-2, 2)
         cx = round(SHAPE_CENTRES[side] * width) + rng.randint(-2, 2)
@@ -72,8 +75,9 @@ def caption(truth: dict) -> str:
     pretraining reads it; no keyphrase rule is in it: no scene name, no mixed colour):
     ``a red square on the left and a blue circle on the right, on a dark blue background.``,
     ``a green circle in the centre, on a teal background.`` or ``a plain grey background.``"""
-    if truth.get("needs") == "image":
-        shapes = [f"a {truth['colour']} {truth['shapes'][0]} in the centre"]
+    if truth.get("needs") in ("image", "combine"):
+        painted = truth["primaries"][1] if truth.get("needs") == "combine" else truth["colour"]
+        shapes = [f"a {painted} {truth['shapes'][0]} in the centre"]
     else:
         shapes = [f"a {c} {f} on the {s}" for s, f, c in zip(SIDES, truth.get("shapes") or (), truth.get("primaries") or ())]
     if not shapes:

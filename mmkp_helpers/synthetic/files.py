@@ -32,8 +32,8 @@ def kind_shares(examples: Sequence[Example]) -> dict[str, float]:
 def needs_counts(examples: Sequence[Example]) -> dict[str, dict[str, int]]:
     """Per ``needs`` label (``text``, ``composition``): posts and keyphrase occurrences."""
     out = {n: {"posts": 0, "keyphrases": 0} for n in NEEDS}
-    for ex in examples:
-        row = out[ex.meta["needs"]]
+    for ex in examples:  # (a study's combine posts get a row of their own when there are any)
+        row = out.setdefault(ex.meta["needs"], {"posts": 0, "keyphrases": 0})
         row["posts"] += 1
         row["keyphrases"] += len(ex.keyphrases)
     return out

@@ -8,7 +8,8 @@ from ..data import Example
 from ..text import jaccard, present_in_text, tokenize, word_shingles
 from .drawing import draw_plan, looks
 from .vocabulary import (COLOURS, EVENT_PREPOSITIONS, EVENTS, INTERJECTION_RATE, INTERJECTIONS, MIDDLES, OPENERS,
-                         SCENES, SERIES_NAMES, SHAPES, SIDES, SIGNATURE, SYNONYMS, TAGS, TAILS, TOPICS, mix, pairs_for)
+                         PRIMARIES, SCENES, SERIES_NAMES, SHAPES, SIDES, SIGNATURE, SYNONYMS, TAGS, TAILS, TOPICS, mix,
+                         pairs_for)
 
 SHINGLE = 2  # word bigrams for the near-duplicate measure
 
@@ -29,6 +30,8 @@ class SyntheticConfig:
     p_event: float = 0.3                 # share of posts naming an event (a 2nd present keyphrase)
     p_image: float = 0.35                # share of image posts (one shape); ...
     p_composition: float = 0.25          # ... of composition posts (two shapes); the others are text posts
+    p_combine: float = 0.0               # a study's kind (off by default): the text names a primary, the one
+                                         # shape is another, the object's colour is their mix
     p_scene: float = 0.85                # share of image and composition posts with a scene background
     heldout_combos: int = 30             # colour x topic pairs never used in training (3 of the 6 colours of each topic)
     unseen_share: float = 0.9            # share of valid/test composition posts that use a held-out pair
@@ -40,12 +43,13 @@ class SyntheticConfig:
     fresh_max_jaccard: float = 0.4
 
     def check(self) -> None:
-        for name in ("p_event", "p_image", "p_composition", "p_scene", "unseen_share", "dup_share"):
+        for name in ("p_event", "p_image", "p_composition", "p_combine", "p_scene", "unseen_share", "dup_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}={value} must lie in [0, 1]")
-        if self.p_image + self.p_composition > 1.0:
-            raise ValueError(f"p_image + p_composition = {self.p_image + self.p_composition} must be at most 1")
+        if self.p_image + self.p_composition + self.p_combine > 1.0:
+            raise ValueError(f"p_image + p_composition + p_combine = "
+                             f"{self.p_image + self.p_composition + self.p_combine} must be at most 1")
         most = len(TOPICS) * (len(COLOURS) // 2)  # three rounds of topics: each keeps three seen colours
         if not 0 <= self.heldout_combos <= most:
             raise ValueError(f"heldout_combos must lie in [0, {most}]")
@@ -73,7 +77,7 @@ class SyntheticConfig:
     def expected_kind_shares(self) -> dict[str, float]:
         """The share of each keyphrase kind the rules give on average."""
         series = self.n_series * self.series_size / self.n_train if self.n_train else 0.0
-        shaped = self.p_image + self.p_composition
+        shaped = self.p_image + self.p_composition + self.p_combine
         per_post = {"present": 1.0 + self.p_event, "text+image": shaped,
                     "image": shaped * self.p_scene, "tag": series * self.series_tags}
         total = sum(per_post.values())
@@ -102,10 +106,12 @@ def exact_flags(rng: random.Random, n: int, share: float) -> list[bool]:
 
 
 def exact_needs(rng: random.Random, n: int, config: SyntheticConfig) -> list[str]:
-    """``n`` post kinds: exactly ``round(p_image * n)`` image and ``round(p_composition * n)``
-    composition posts, the rest text posts, in a random order."""
+    """``n`` post kinds: exactly ``round(p_image * n)`` image, ``round(p_composition * n)``
+    composition and ``round(p_combine * n)`` combine posts, the rest text posts, in a random order."""
     n_image, n_comp = int(round(config.p_image * n)), int(round(config.p_composition * n))
-    labels = ["image"] * n_image + ["composition"] * n_comp + ["text"] * (n - n_image - n_comp)
+    n_comb = int(round(config.p_combine * n))
+    labels = (["image"] * n_image + ["composition"] * n_comp + ["combine"] * n_comb
+              + ["text"] * (n - n_image - n_comp - n_comb))
     rng.shuffle(labels)
     return labels
 
@@ -119,11 +125,14 @@ def draw_needs(rng: random.Random, config: SyntheticConfig) -> str:
 # --------------------------------------------------------------------------------------------
 # One post
 # --------------------------------------------------------------------------------------------
-def compose_text(rng: random.Random, topic: str, event: str | None, series: dict | None = None) -> tuple[str, dict]:
+def compose_text(rng: random.Random, topic: str, event: str | None, series: dict | None = None,
+                 tint: str | None = None) -> tuple[str, dict]:
     """A post's text from independently drawn pieces; a series post keeps its series' frame
-    (opener, middle, tail) and ends with the series' signature."""
+    (opener, middle, tail) and ends with the series' signature; a combine post names its ``tint``
+    (a primary) right after the object ("look at this car in blue ...")."""
     frame = series["frame"] if series else None
     parts = {"opener": frame["opener"] if frame else rng.choice(OPENERS), "topic": topic,
+             **({"tint": f"in {tint}"} if tint else {}),
              "middle": frame["middle"] if frame else rng.choice(MIDDLES),
              "event": f"{rng.choice(EVENT_PREPOSITIONS)} {event}" if event else "",
              "tail": frame["tail"] if frame else rng.choice(TAILS),
@@ -146,7 +155,12 @@ def keyphrases_of(truth: dict) -> tuple[list[str], dict[str, str], list[dict]]:
         kp = f"{colour} {topic}"
         kps.append(kp)
         kinds[kp] = "text+image"
-        if truth["needs"] == "composition":
+        if truth["needs"] == "combine":
+            tint, paint = truth["primaries"]
+            cues.append({"keyphrase": kp, "kind": "text+image", "text": f"the text names {tint}",
+                         "image": f"the {truth['shapes'][0]} in the centre is {paint}",
+                         "rule": f"{tint} and {paint} make {colour}"})
+        elif truth["needs"] == "composition":
             (left, right), (f_left, f_right) = truth["primaries"], truth["shapes"]
             cues.append({"keyphrase": kp, "kind": "text+image", "text": f"the post is about a {topic}",
                          "image": f"the {f_left} on the left is {left} and the {f_right} on the right is {right}",
@@ -211,9 +225,16 @@ class Generator:
     def truth(self, needs: str, heldout: bool) -> dict:
         """What a post is about: its topic and event, what it needs, and the object's colour: for
         an image post the colour of its one shape, for a composition post the colour its two
-        shapes' primaries make (a held-out pair when ``heldout``; only composition posts get one)."""
+        shapes' primaries make (a held-out pair when ``heldout``; only composition posts get one); for
+        a combine post the mix of the primary its text names and its one shape's primary (the same
+        one twice gives that primary, so the text's word alone never settles the colour, nor the
+        shape alone), on a seen colour x object pair."""
         rng, cfg = self.rng, self.config
-        if needs == "composition" and heldout and self.heldout:
+        if needs == "combine":
+            tint, paint = rng.choice(list(PRIMARIES)), rng.choice(list(PRIMARIES))
+            colour = mix(tint, paint)
+            topic = rng.choice([t for t in TOPICS if colour in self.seen_colours[t]])
+        elif needs == "composition" and heldout and self.heldout:
             colour, topic = rng.choice(self.heldout)
         else:
             topic = rng.choice(TOPICS)
@@ -227,6 +248,8 @@ class Generator:
         if needs == "composition":
             truth["primaries"] = list(rng.choice(pairs_for(colour)))
             assert mix(*truth["primaries"]) == colour
+        if needs == "combine":  # [the text's primary, the shape's primary]
+            truth["primaries"] = [tint, paint]
         return truth
 
     def series_post(self, ex_id: str, series: dict) -> Example:
@@ -272,7 +295,8 @@ class Generator:
         fresh = split != "train"
         truth = self.truth(needs, heldout)
         for _ in range(200):
-            text, parts = compose_text(self.rng, truth["topic"], truth["event"])
+            text, parts = compose_text(self.rng, truth["topic"], truth["event"],
+                                       tint=truth["primaries"][0] if needs == "combine" else None)
             if not fresh:
                 break
             sh = shingles(text)

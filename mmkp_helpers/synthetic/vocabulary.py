@@ -32,6 +32,12 @@ SIDES = ("left", "right")
 #: (the colour of its one shape, the scene); ``composition`` posts have two shapes whose colours
 #: mix by a rule into the object's colour (several pieces of evidence and a rule).
 NEEDS = ("text", "image", "composition")
+#: A study's kind, off by default (``p_combine``): the text names a primary ("a car in blue"), the
+#: picture's one shape is a primary too (the same or another), and the object's colour is their
+#: mix: a text word and the picture combined by the composition posts' rule, so that a held-out
+#: mix of it can be reached by chaining steps each trained elsewhere (read the word, read the
+#: shape, apply the rule).
+COMBINE = "combine"
 
 
 def mix(left: str, right: str) -> str:

@@ -88,9 +88,20 @@ def check_style(style: str) -> str:
 
 
 def _colour_step(truth: dict, kp: str, colour: str, style: str) -> str:
-    """The step to the colour + object keyphrase: one shape read (an image post), or two shapes
-    read and their colours mixed (a composition post)."""
+    """The step to the colour + object keyphrase: one shape read (an image post), two shapes
+    read and their colours mixed (a composition post), or the text's primary and the one shape's
+    mixed (a combine post: "the text names blue and the picture shows a yellow square in the
+    centre; blue and yellow make green, so the car is green: green car")."""
     topic = truth.get("topic") or kp.split(maxsplit=1)[-1]
+    if truth.get("needs") == "combine":
+        (tint, paint), form = truth["primaries"], truth["shapes"][0]
+        made = f"{tint} and {paint} make {colour}"
+        if style == "compact":
+            return f"text {tint}, centre {paint}, {made}, {topic}: {kp}"
+        if style == "described":  # the shape was read in the opening description
+            return f"the text names {tint}; {made}, so the {topic} is {colour}: {kp}"
+        return (f"the text names {tint} and the picture shows a {paint} {form} in the centre; {made}, so the "
+                f"{topic} is {colour}: {kp}")
     if style == "described":  # the shapes were read in the opening description
         if truth.get("needs") != "composition":
             return f"the {(truth.get('shapes') or ['shape'])[0]} is {colour}, so the {topic} is {colour}: {kp}"
@@ -348,7 +359,9 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
 
     - a present keyphrase (topic, event): the sentence has the word "text";
     - the colour + object keyphrase: the sentence names the true colour and, on a composition
-      post, each shape with its own primary ("left blue" or "a blue circle on the left"); every
+      post, each shape with its own primary ("left blue" or "a blue circle on the left"), on a
+      combine post the text's primary and the shape's ("the text names blue" and "a yellow square
+      in the centre", the latter possibly in a described opening); every
       rule step it states ("X and Y make Z", "both are X", "X stays Z") and every "the <object or
       shape> is Z" in it must be right (the post's primaries, their mix, the true colour); a
       sentence concluding another colour for the object is a problem too;
@@ -378,6 +391,10 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
             shapes = truth.get("shapes") or [""] * len(primaries)
 
             def reads_shapes(w: list[str]) -> bool:  # each shape read with its side's primary, or the set
+                if truth.get("needs") == "combine":  # the text's primary, and the shape's (or the description's)
+                    tint, paint = primaries
+                    return (has(w, f"text names {tint}") or has(w, f"text {tint}")) and (
+                        has(w, f"{paint} {shapes[0]} in the centre") or has(w, f"centre {paint}") or bool(described))
                 if len(primaries) == 2 and has(w, "the colours {} and {}".format(
                         *sorted(primaries, key=list(PRIMARIES).index))):
                     return True
@@ -385,12 +402,16 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
                            for side, p, shape in zip(("left", "right"), primaries, shapes))
 
             # the described style reads the shapes in its opening description and states the mix after it
-            described = [i for i, (w, c) in enumerate(sentences) if not c and has(w, "the picture shows")
-                         and reads_shapes(w)]
+            if truth.get("needs") == "combine":
+                described = [i for i, (w, c) in enumerate(sentences) if not c and has(w, "the picture shows")
+                             and has(w, f"{primaries[1]} {shapes[0]} in the centre")]
+            else:
+                described = [i for i, (w, c) in enumerate(sentences) if not c and has(w, "the picture shows")
+                             and reads_shapes(w)]
 
             def mixes(i: int, w: list[str]) -> bool:
-                return bool(described) and described[0] < i and len(primaries) == 2 and any(
-                    has(w, f"{a} and {b} make {colour}") for a, b in (primaries, primaries[::-1]))
+                return (bool(described) and described[0] < i and len(primaries) == 2 and truth.get("needs") != "combine"
+                        and any(has(w, f"{a} and {b} make {colour}") for a, b in (primaries, primaries[::-1])))
 
             def rule_agrees(w: list[str]) -> bool:  # every rule step and colour claim of the sentence is right
                 text = " ".join(w)

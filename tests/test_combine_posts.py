@@ -1,0 +1,101 @@
+"""Combine posts (a study's kind, ``p_combine``): a primary named in the text, another in the picture,
+their mix the object's colour; off by default, and the default benchmark is unchanged by it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmkp_helpers import reading
+from mmkp_helpers.bench import combine_probe
+from mmkp_helpers.synthetic import COLOUR_RGB, PRIMARIES, caption, generate, mix
+from mmkp_helpers.synthetic.drawing import render_image
+from mmkp_helpers.teacher.oracle import STYLES, OracleTeacher, check_oracle_rationale
+from mmkp_helpers.text import present_in_text
+
+
+def _posts(**kw):
+    return generate(seed=3, n_train=200, n_valid=20, n_test=120, dup_share=0.0, p_image=0.25, p_combine=0.2, **kw)
+
+
+def test_off_by_default_and_exact_shares():
+    assert not any(ex.meta["needs"] == "combine" for part in generate(seed=3, n_train=120, n_valid=10, n_test=40,
+                                                                       dup_share=0.0).values() for ex in part)
+    posts = _posts()
+    assert sum(ex.meta["needs"] == "combine" for ex in posts["test_clean"]) == round(0.2 * 120)
+    with pytest.raises(ValueError, match="p_combine"):
+        generate(p_image=0.5, p_composition=0.3, p_combine=0.3)
+
+
+def test_a_combine_post_names_one_primary_and_shows_another():
+    for ex in (e for part in _posts().values() for e in part if e.meta["needs"] == "combine"):
+        truth = ex.meta["truth"]
+        tint, paint = truth["primaries"]
+        assert truth["colour"] == mix(tint, paint) and f" in {tint}" in ex.text
+        kp = f"{truth['colour']} {truth['topic']}"
+        assert ex.kinds[kp] == "text+image" and not present_in_text(kp, ex.text)
+        assert caption(truth).startswith(f"a {paint} {truth['shapes'][0]} in the centre")
+        img = render_image(ex.meta["drawing"])
+        assert all(abs(a - b) <= 12 for a, b in zip(img.getpixel((56, 56)), COLOUR_RGB[paint]))
+        assert paint in PRIMARIES
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_the_oracle_reasons_through_the_rule_and_its_check_holds_it_to_the_truth(style):
+    posts = [e for e in _posts()["train"] if e.meta["needs"] == "combine"]
+    teacher = OracleTeacher(style=style)
+    for ex in posts:
+        truth = ex.meta["truth"]
+        tint, paint = truth["primaries"]
+        answer = teacher.answer(ex)
+        assert check_oracle_rationale(ex, answer.rationale) == [], answer.rationale
+        assert f"{tint} and {paint} make {truth['colour']}" in answer.rationale
+        flags = reading.judge(answer.raw, ex, False)
+        assert flags["coherent"] and flags["reads_truly"] and flags["well_formed"]
+        # the text's primary misread: the check rejects it, and the chain no longer agrees with itself
+        other = next(c for c in PRIMARIES if c not in (tint, paint))
+        misread = answer.raw.replace(f"names {tint}", f"names {other}").replace(f"text {tint},", f"text {other},")
+        assert misread != answer.raw
+        assert check_oracle_rationale(ex, misread.split("</think>")[0])
+        assert reading.judge(misread, ex, False)["incoherent"]
+
+
+def test_the_probe_counts_what_the_generations_say():
+    posts = [e for e in _posts()["test_clean"] if e.meta["needs"] == "combine"]
+    green = next(e for e in posts if e.meta["truth"]["colour"] == "green")
+    other = next(e for e in posts if e.meta["truth"]["colour"] != "green")
+    good = OracleTeacher(style="verbose").answer(green).raw
+    gens = [{"id": green.id, "raw": good, "prediction": list(green.keyphrases)},
+            {"id": other.id, "raw": "Keyphrases: x", "prediction": ["x"]}]
+    counts = combine_probe.count_posts(gens, {e.id: e for e in posts}, {"green"})
+    assert {k: counts[k] for k in ("posts", "colour_named", "reads_text", "reads_shape", "rule_right", "coherent")} == \
+        dict.fromkeys(("posts", "colour_named", "reads_text", "reads_shape", "rule_right", "coherent"), 1)
+    assert counts["other_posts"] == 1 and counts["other_colour_named"] == counts["other_reads_text"] == 0
+    json.dumps(counts)
+
+
+def test_what_the_combine_probe_supports():
+    """docs/measured_figures.md: on the combine posts of the held-out mix, neither method names it
+    (SFT on at most 3 of 16 posts a seed, Fine-tune-CoT on none) with any of the three students; the
+    rationale reads the shape right and the text's primary almost never (at most 4 of 16), and no
+    rule step reaches the mix; on the other combine posts it reads the text's primary on at most
+    about two thirds. The sweep's records hold the notebooks' recipe with only the study's knobs set."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results" / "bench"
+    runs = json.loads((root / "combine_probe_posts_cpu2.json").read_text())["runs"]
+    tags = ("combine_green", "facts_combine_green", "layers4_facts_combine_green")
+    for tag in tags:
+        for seed in range(4):
+            sft, cot = runs[f"sft {tag} {seed}"], runs[f"fine_tune_cot {tag} {seed}"]
+            assert sft["posts"] == cot["posts"] == 16 and cot["other_posts"] == 53
+            assert sft["colour_named"] <= 3 and cot["colour_named"] == 0 and cot["rule_right"] == 0
+            assert cot["reads_shape"] >= 15 and cot["reads_text"] <= 4
+            assert cot["other_reads_text"] <= 0.7 * cot["other_posts"] and cot["other_reads_shape"] >= 50
+    records = [json.loads(line) for line in (root / "combine_probe_cpu2.jsonl").read_text().splitlines()]
+    assert {(r["tag"], r["method"], r["seed"]) for r in records} == {
+        (t, m, s) for t in tags for m in ("sft", "fine_tune_cot") for s in range(4)}
+    for r in records:
+        assert r["overrides"]["synthetic_options"] == {"p_image": 0.25, "p_combine": 0.2}
+        assert r["overrides"]["heldout_combines"] == ["green"] and r["steps"] == 400
+        assert r["metrics"]["needs:combine"]["n"] == 69 == 16 + 53
