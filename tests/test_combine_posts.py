@@ -92,10 +92,16 @@ def test_what_the_combine_probe_supports():
             assert sft["colour_named"] <= 3 and cot["colour_named"] == 0 and cot["rule_right"] == 0
             assert cot["reads_shape"] >= 15 and cot["reads_text"] <= 4
             assert cot["other_reads_text"] <= 0.7 * cot["other_posts"] and cot["other_reads_shape"] >= 50
+    # with 800 steps the rationale reads both colours on most green posts, and still no rule step is right
+    longer = [runs[f"fine_tune_cot facts_combine_green_steps800 {seed}"] for seed in range(4)]
+    assert sum(r["reads_text"] for r in longer) >= 40 and sum(r["reads_shape"] for r in longer) >= 60
+    assert all(r["rule_right"] == 0 and r["colour_named"] <= 1 for r in longer)
+    assert all(runs[f"sft facts_combine_green_steps800 {seed}"]["colour_named"] <= 5 for seed in range(4))
     records = [json.loads(line) for line in (root / "combine_probe_cpu2.jsonl").read_text().splitlines()]
+    steps = {t: 400 for t in tags} | {"facts_combine_green_steps800": 800}
     assert {(r["tag"], r["method"], r["seed"]) for r in records} == {
-        (t, m, s) for t in tags for m in ("sft", "fine_tune_cot") for s in range(4)}
+        (t, m, s) for t in steps for m in ("sft", "fine_tune_cot") for s in range(4)}
     for r in records:
         assert r["overrides"]["synthetic_options"] == {"p_image": 0.25, "p_combine": 0.2}
-        assert r["overrides"]["heldout_combines"] == ["green"] and r["steps"] == 400
+        assert r["overrides"]["heldout_combines"] == ["green"] and r["steps"] == steps[r["tag"]]
         assert r["metrics"]["needs:combine"]["n"] == 69 == 16 + 53
