@@ -45,12 +45,14 @@ KEYS = ("opened", "well_formed", "reads_truly", "concludes_gold", "answer_follow
         "answer_gold_without_true_reading", "answer_is_final_list", "answer_drops", "answer_adds",
         "coherent", "incoherent")
 
-_SIDED = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right|left (\w+), right (\w+)")
-_AS_SET = re.compile(r"the colours (\w+) and (\w+)")
-_CENTRE = re.compile(r"a (\w+) \w+ in the centre|centre (\w+)")
-_TINT = re.compile(r"the text names (red|blue|yellow)\b|\btext (red|blue|yellow),")
-_RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
-_SAME = re.compile(r"both are (\w+)|(\w+) stays (\w+)")
+#: How a rationale reads colours (:func:`chain`): two shapes by side or as a set, one in the centre,
+#: a combine post's text primary; its rule step; one colour kept.
+SIDED = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right|left (\w+), right (\w+)")
+AS_SET = re.compile(r"the colours (\w+) and (\w+)")
+CENTRE = re.compile(r"a (\w+) \w+ in the centre|centre (\w+)")
+TINT = re.compile(r"the text names (red|blue|yellow)\b|\btext (red|blue|yellow),")
+RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
+SAME = re.compile(r"both are (\w+)|(\w+) stays (\w+)")
 
 
 def chain(text: str, topic: str) -> bool | None:
@@ -63,12 +65,12 @@ def chain(text: str, topic: str) -> bool | None:
     from . import rationale
     from .synthetic import COLOURS, PRIMARIES, mix
 
-    two = _SIDED.search(text) or _AS_SET.search(text)
-    one = _CENTRE.search(text)
-    tint = _TINT.search(text)
+    two = SIDED.search(text) or AS_SET.search(text)
+    one = CENTRE.search(text)
+    tint = TINT.search(text)
     if two or (tint and one):
         read = [c for c in (two or tint).groups() if c] + ([] if two else [next(c for c in one.groups() if c)])
-        rule, same = _RULE.search(text), _SAME.search(text)
+        rule, same = RULE.search(text), SAME.search(text)
         if rule and rule.group(1) in PRIMARIES and rule.group(2) in PRIMARIES:
             if sorted(rule.group(1, 2)) != sorted(read) or mix(*rule.group(1, 2)) != rule.group(3):
                 return False

@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import Counter
 
-TINT = re.compile(r"the text names (red|blue|yellow)\b|\btext (red|blue|yellow),")
-CENTRE = re.compile(r"a (\w+) \w+ in the centre|centre (\w+)")
-RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
+from mmkp_helpers.reading import CENTRE, RULE, TINT
 
 
 def count_posts(generations: list[dict], examples: dict, mixes: set[str]) -> dict:
