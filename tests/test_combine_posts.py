@@ -79,7 +79,9 @@ def test_what_the_combine_probe_supports():
     (SFT on at most 3 of 16 posts a seed, Fine-tune-CoT on none) with any of the three students; the
     rationale reads the shape right and the text's primary almost never (at most 4 of 16), and no
     rule step reaches the mix; on the other combine posts it reads the text's primary on at most
-    about two thirds. The sweep's records hold the notebooks' recipe with only the study's knobs set."""
+    about two thirds; with 800 steps it reads both and still misapplies the rule; with evidence
+    counterfactuals on the facts base its chain reaches the mix on more posts than SFT. The records
+    hold the notebooks' recipe with only the study's knobs set."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "results" / "bench"
@@ -97,11 +99,42 @@ def test_what_the_combine_probe_supports():
     assert sum(r["reads_text"] for r in longer) >= 40 and sum(r["reads_shape"] for r in longer) >= 60
     assert all(r["rule_right"] == 0 and r["colour_named"] <= 1 for r in longer)
     assert all(runs[f"sft facts_combine_green_steps800 {seed}"]["colour_named"] <= 5 for seed in range(4))
+    # with evidence counterfactuals on the facts base the chain reaches the held-out mix, and the
+    # answer follows it: more posts than SFT at the same steps on 3 of 4 seeds, never fewer
+    chained = [runs[f"fine_tune_cot facts_combine_green_steps800_rr50 {seed}"] for seed in range(4)]
+    direct = [runs[f"sft facts_combine_green_steps800 {seed}"] for seed in range(4)]
+    assert all(c["colour_named"] == c["rule_right"] and c["reads_shape"] == 16 for c in chained)
+    assert sum(c["colour_named"] for c in chained) >= 3 * sum(d["colour_named"] for d in direct) > 0
+    assert sum(c["colour_named"] > d["colour_named"] for c, d in zip(chained, direct)) >= 3
+    assert all(c["colour_named"] >= d["colour_named"] for c, d in zip(chained, direct))
+    # ... which needs the facts base: on the default base the rule step is often right, the answer not
+    default = [runs[f"fine_tune_cot combine_green_steps800_rr50 {seed}"] for seed in range(4)]
+    assert sum(r["rule_right"] for r in default) >= 15 and sum(r["colour_named"] for r in default) <= 3
     records = [json.loads(line) for line in (root / "combine_probe_cpu2.jsonl").read_text().splitlines()]
-    steps = {t: 400 for t in tags} | {"facts_combine_green_steps800": 800}
+    runs_of = {t: (400, ("sft", "fine_tune_cot")) for t in tags} | {
+        "facts_combine_green_steps800": (800, ("sft", "fine_tune_cot")),
+        "facts_combine_green_steps800_rr50": (800, ("fine_tune_cot",)), "combine_green_steps800": (800, ("sft",)),
+        "combine_green_steps800_rr50": (800, ("fine_tune_cot",))}
     assert {(r["tag"], r["method"], r["seed"]) for r in records} == {
-        (t, m, s) for t in steps for m in ("sft", "fine_tune_cot") for s in range(4)}
+        (t, m, s) for t, (_, methods) in runs_of.items() for m in methods for s in range(4)}
     for r in records:
         assert r["overrides"]["synthetic_options"] == {"p_image": 0.25, "p_combine": 0.2}
-        assert r["overrides"]["heldout_combines"] == ["green"] and r["steps"] == steps[r["tag"]]
+        assert r["overrides"]["heldout_combines"] == ["green"] and r["steps"] == runs_of[r["tag"]][0]
+        assert r["overrides"].get("reread_share", 0) == (0.5 if r["tag"].endswith("_rr50") else 0)
         assert r["metrics"]["needs:combine"]["n"] == 69 == 16 + 53
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_an_evidence_counterfactual_of_a_combine_post_changes_the_texts_primary(style):
+    """The teacher's reread of a combine post writes another primary for the text (the shape kept),
+    and the rule and answer follow it; the context is the rationale up to that reading, and a
+    held-out mix (``avoid``) is never reached."""
+    teacher = OracleTeacher(style=style)
+    for ex in (e for e in _posts()["train"] if e.meta["needs"] == "combine"):
+        tint, paint = ex.meta["truth"]["primaries"]
+        rationale, keyphrases, context = teacher.reread(ex, seed=1, avoid=("green",))
+        assert rationale.startswith(context) and rationale[len(context):].lstrip(";, ").split()[1] == "and"
+        written = next(c for c in PRIMARIES if f"names {c}" in context or f"text {c}," in context)
+        assert written != tint and f"{written} and {paint} make {mix(written, paint)}" in rationale
+        assert f"{mix(written, paint)} {ex.meta['truth']['topic']}" in keyphrases and mix(written, paint) != "green"
+        assert teacher.opening(ex) is not None and teacher.answer(ex).rationale.startswith(teacher.opening(ex))

@@ -6,9 +6,13 @@
         --out results/bench/combine_probe_cpu2.jsonl
     (likewise --tag facts_combine_green with "model_name": "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts"
      added to --set, and layers4_facts_combine_green with "tiny-qwen2_vl?layers=4&tasks=caption+continue+repeat+list+facts",
-     and facts_combine_green_steps800 with the facts base and "max_steps": 800, appended to the same file)
+     and facts_combine_green_steps800 with the facts base and "max_steps": 800; with "reread_share": 0.5 added
+     and --methods fine_tune_cot, facts_combine_green_steps800_rr50; on the default base combine_green_steps800
+     (--methods sft) and combine_green_steps800_rr50 (--methods fine_tune_cot, "reread_share": 0.5); all
+     appended to the same file)
     python -m mmkp_helpers.bench.combine_probe --tags combine_green facts_combine_green layers4_facts_combine_green \
-        facts_combine_green_steps800 \
+        facts_combine_green_steps800 facts_combine_green_steps800_rr50 combine_green_steps800 \
+        combine_green_steps800_rr50 \
         --set '{"synthetic_options": {"p_image": 0.25, "p_combine": 0.2}, "heldout_combines": ["green"]}' \
         --results-dir .cache/combine/results --work .cache/combine/work --out results/bench/combine_probe_posts_cpu2.json
 

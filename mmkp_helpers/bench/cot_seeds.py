@@ -143,7 +143,7 @@ def _run(job: dict) -> list[dict]:
                                                      counterfactual_share=p.get("counterfactual_share", 0.0),
                                                      reread_share=p.get("reread_share", 0.0),
                                                      reread=None if teacher is None else functools.partial(
-                                                         teacher.reread, avoid=tuple(mixes)), **load)
+                                                         teacher.reread, avoid=tuple(sorted(mixes | combines))), **load)
         train_s = time.perf_counter() - t0
         decodings = [("free", None, p["max_new_tokens"] if method == "sft" else p["max_new_tokens_cot"])]
         if method == "fine_tune_cot" and job.get("forced", True):

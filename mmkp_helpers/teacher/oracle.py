@@ -274,8 +274,9 @@ class OracleTeacher(Teacher):
         """An *evidence counterfactual* of ``example`` (see :func:`mmkp_helpers.counterfactual.reread_records`):
         ``(rationale, keyphrases, context)`` for the same post read differently, or None for a post
         without a shape (a text post). A composition post's two primaries become another pair whose mix
-        is another colour, an image post's shape another colour (drawn from a hash of ``seed`` and the
-        id); the rationale, faithful and in this teacher's style, follows the changed reading to its
+        is another colour, an image post's shape another colour, a combine post's primary of the text
+        another primary whose mix with the shape's is another colour (drawn from a hash of ``seed``
+        and the id); the rationale, faithful and in this teacher's style, follows the changed reading to its
         colour keyphrase, and ``context`` is the rationale up to the end of that reading (the part that
         contradicts the picture, so it is context and carries no loss). ``avoid``: colours the
         changed reading must not lead to (a study's held-out mixes stay out of training)."""
@@ -285,10 +286,17 @@ class OracleTeacher(Teacher):
 
         truth = dict(example.meta.get("truth") or {})
         needs, colour = truth.get("needs"), truth.get("colour")
-        if needs not in ("image", "composition") or not colour:
+        if needs not in ("image", "composition", "combine") or not colour:
             return None
         u = _unit("oracle-reread", seed, example.id)
-        if needs == "composition":
+        if needs == "combine":
+            paint = truth["primaries"][1]
+            tints = [t for t in PRIMARIES if mix(t, paint) not in {colour, *avoid}]
+            if not tints:
+                return None
+            tint = tints[int(u * len(tints))]
+            truth.update(primaries=[tint, paint], colour=mix(tint, paint))
+        elif needs == "composition":
             pairs = [(a, b) for a in PRIMARIES for b in PRIMARIES if mix(a, b) not in {colour, *avoid}]
             left, right = pairs[int(u * len(pairs))]
             truth.update(primaries=[left, right], colour=mix(left, right))
@@ -305,13 +313,18 @@ class OracleTeacher(Teacher):
         """This teacher's faithful rationale of ``example`` up to the end of its reading of the
         picture (the shape's colour, or the two shapes' colours), or None for a post without a shape."""
         truth = example.meta.get("truth") or {}
-        if truth.get("needs") not in ("image", "composition") or not truth.get("colour"):
+        if truth.get("needs") not in ("image", "composition", "combine") or not truth.get("colour"):
             return None
         rationale, _, _ = OracleTeacher(style=self.style).rationale_and_keyphrases(example)
         return self._up_to_reading(example.id, rationale, truth)
 
     def _up_to_reading(self, example_id: str, rationale: str, truth: dict) -> str:
-        if self.style == "described":
+        if truth["needs"] == "combine":  # up to the text's primary and the shape's (or the description's)
+            tint, paint = truth["primaries"]
+            reading = (f"the text names {tint}" if self.style == "described" else f"text {tint}, centre {paint}"
+                       if self.style == "compact" else
+                       f"the text names {tint} and the picture shows a {paint} {truth['shapes'][0]} in the centre")
+        elif self.style == "described":
             reading = _description(truth)
         elif truth["needs"] == "composition":
             (left, right), (f_left, f_right) = truth["primaries"], truth["shapes"]
