@@ -102,6 +102,7 @@ def test_04_fine_tune_cot(tiny_run):
     texts = " ".join(c["text"] for c in m["summary_claims"])
     assert "read both shapes and the mixed colour truly" in texts and "misread the picture" in texts
     assert "a colour chain that follows from itself" in texts
+    assert "so the chain names it on more posts than SFT on 3 of the 4 seeds" in texts  # the committed probe
     # reasoning costs tokens and time on every post
     assert free["gen_tokens_mean"] >= 2.5 * sft["gen_tokens_mean"]
     assert free["seconds_per_post"] > sft["seconds_per_post"]
