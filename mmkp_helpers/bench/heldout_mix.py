@@ -45,9 +45,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from mmkp_helpers.reading import AS_SET, RULE
+
+#: the two shapes read by side in whole sentences (not the compact "left X, right Y" that
+#: :data:`mmkp_helpers.reading.SIDED` also accepts); the set reading and the rule step are reading's
 READING = re.compile(r"a (\w+) \w+ on the left and a (\w+) \w+ on the right")
-SET_READING = re.compile(r"the colours (\w+) and (\w+)")  # the unordered style's reading
-RULE = re.compile(r"(\w+) and (\w+) make (\w+)")
 
 
 def count_posts(generations: list[dict], examples: dict, mixes: set[str]) -> dict:
@@ -68,7 +70,7 @@ def count_posts(generations: list[dict], examples: dict, mixes: set[str]) -> dic
             continue
         out["posts"] += 1
         out["colour_named"] += named
-        reading, as_set = READING.search(g["raw"]), SET_READING.search(g["raw"])
+        reading, as_set = READING.search(g["raw"]), AS_SET.search(g["raw"])
         out["reads_both"] += ((bool(reading) and list(reading.groups()) == list(truth["primaries"]))
                               or (bool(as_set) and sorted(as_set.groups()) == sorted(truth["primaries"])))
         rule = RULE.search(g["raw"])
@@ -91,7 +93,7 @@ def readings(generations: list[dict], examples: dict) -> dict:
         if truth["needs"] != "composition" or len(set(truth["primaries"])) < 2:
             continue
         left, right = truth["primaries"]
-        sided, as_set = READING.search(g["raw"]), SET_READING.search(g["raw"])
+        sided, as_set = READING.search(g["raw"]), AS_SET.search(g["raw"])
         pair = by_pair.setdefault(f"{left}+{right}", [0, 0])
         out["posts"] += 1
         pair[1] += 1
