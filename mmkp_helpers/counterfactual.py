@@ -165,3 +165,48 @@ def reread_records(records: Sequence, share: float, rewrite, seed: int = 0) -> l
         out.append(TrainRecord(example, direct_target(keyphrases), target, rationale=rationale,
                                context=THINK_OPEN + context))
     return out
+
+
+STRANGER_SUFFIX = "#st"
+
+
+def resign(example, name: str):
+    """A copy of a signed synthetic post (an account's, with its tags) signed by ``name`` instead, an
+    account no training post shows: the text's signature is ``name``'s (nothing else changes in it), the tags are gone from the
+    keyphrases (no post shows which tags that account uses), the truth says ``stranger``; the rest
+    (text, picture, other keyphrases) is the post's. Its id gets ``#st``."""
+    from dataclasses import replace
+
+    from .synthetic import SIGNATURE, keyphrases_of
+
+    truth = dict(example.meta.get("truth") or {})
+    parts = dict(example.meta.get("text_parts") or {})
+    old = parts.get("signature")
+    if not truth.get("series") or not old or old not in example.text:
+        raise ValueError(f"{example.id}: not a signed synthetic post")
+    truth.update(series=name, tags=[], stranger=True)
+    parts["signature"] = f"{SIGNATURE} {name}"
+    keyphrases, kinds, cues = keyphrases_of(truth)
+    head, tail = example.text.rsplit(old, 1)  # (a near-duplicate may end with an interjection after it)
+    return replace(example, id=example.id + STRANGER_SUFFIX, text=head + parts["signature"] + tail,
+                   keyphrases=keyphrases, meta=dict(example.meta, truth=truth, kinds=kinds, cues=cues, text_parts=parts))
+
+
+def stranger_posts(examples: Sequence, share: float, strangers: Sequence[str], seed: int = 0) -> list:
+    """Posts of accounts no training post shows, for a training set: ``share`` of the signed posts
+    of ``examples`` (chosen by a seeded hash of their ids) re-signed by one of ``strangers`` (names
+    of no account of the benchmark, drawn the same way) with :func:`resign`. Both SFT and a CoT
+    student train on them (the oracle teacher's rationale says no training post shows the account
+    and concludes no tags), so that a post of an unseen account is answered without guessing tags."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"stranger share must be in [0, 1], not {share}")
+    names = sorted(set(strangers))
+    out = []
+    for ex in examples:
+        truth = (ex.meta or {}).get("truth") or {}
+        if not truth.get("series") or not truth.get("tags") or _draw(seed, ex.id + ":stranger") >= share:
+            continue
+        if not names:
+            raise ValueError("stranger posts need stranger names")
+        out.append(resign(ex, names[int(_draw(seed, ex.id + ":stranger-name") * len(names))]))
+    return out

@@ -372,3 +372,57 @@ def test_the_1200_step_probe():
     assert 0.4 < unseen["well_formed"] / unseen["posts"] < 0.6
     for subset in ("needs:composition", "unseen:text+image"):
         assert rows["sft"]["F1@M"][subset] > rows["fine_tune_cot"]["F1@M"][subset]
+
+
+STRANGERS = ROOT / "results" / "bench" / "cot_stranger_study_cpu2.jsonl"
+STRANGERS_POSTS = ROOT / "results" / "bench" / "cot_stranger_study_per_post_cpu2.json"
+FACTS = {"model_name": "tiny-qwen2_vl?tasks=caption+continue+repeat+list+facts", "max_steps": 800,
+         "rationale_style": "running"}
+
+
+def test_what_the_stranger_study_supports():
+    """docs/measured_figures.md: on the facts base with 800 steps and running-style rationales, the
+    rationales that are not well-formed on the worst seed are the posts of the two accounts no
+    training post shows; a larger learning rate or answer counterfactuals leave some seed below
+    95%. Stranger posts (every signed training post also signed by a name of no account, without
+    tags, for both methods) make Fine-tune-CoT well-formed on at least 97% of all posts on every
+    seed: on the unseen accounts' posts neither method answers a tag, Fine-tune-CoT is level with
+    SFT over all keyphrases and higher on the held-out pairs on every seed, but by less than +0.05
+    (SFT's score leaves less than that below the ceiling). The student does not read the account's
+    name: its rationale never writes the post's own signature."""
+    rows = [json.loads(line) for line in STRANGERS.read_text().splitlines() if line.strip()]
+    by_tag: dict = {}
+    for r in rows:
+        assert r["steps"] == 800 and r["decoding"] == "free" and {k: r["overrides"][k] for k in FACTS} == FACTS
+        by_tag.setdefault((r["tag"], r["method"]), {})[r["seed"]] = r
+    extra = {"facts_running_steps800_lr2e-3": {"learning_rate": 0.002},
+             "facts_running_steps800_cf20": {"counterfactual_share": 0.2},
+             "facts_running_steps800_strangerposts50": {"stranger_share": 0.5},
+             "facts_running_steps800_strangerposts100": {"stranger_share": 1.0}}
+    assert set(by_tag) == {(t, "fine_tune_cot") for t in extra} | {("facts_running_steps800_strangerposts100", "sft")}
+    for (tag, _), runs in by_tag.items():
+        assert sorted(runs) == [0, 1, 2, 3] and all(r["overrides"] == FACTS | extra[tag] for r in runs.values())
+    wf = {tag: [by_tag[(tag, "fine_tune_cot")][s]["well_formed_share"] for s in range(4)] for tag in extra}
+    for tag in ("facts_running_steps800_lr2e-3", "facts_running_steps800_cf20", "facts_running_steps800_strangerposts50"):
+        assert min(wf[tag]) < 0.95, tag
+    assert min(wf["facts_running_steps800_strangerposts100"]) >= 0.97
+    # where the misses were: the unseen accounts' posts on the worst seed of each probe without strangers
+    for tag in ("facts_running_steps800_lr2e-3", "facts_running_steps800_cf20"):
+        worst = min(range(4), key=lambda s: wf[tag][s])
+        reading = by_tag[(tag, "fine_tune_cot")][worst]["rationale_reading"]
+        assert reading["signed:unseen"]["well_formed"] < reading["unsigned"]["well_formed"]
+    # with stranger posts: Fine-tune-CoT against SFT, both trained on them
+    s = cot_seeds.summarize(STRANGERS, tag="facts_running_steps800_strangerposts100")
+    goal = cot_seeds.goal_fine_tune_cot(s)
+    assert s["seeds"] == 4 and s["subsets"]["unseen:text+image"]["keyphrases"] >= 100
+    assert goal["checks"] == {"unseen_higher_seeds": True, "unseen_gain_mean": False, "all_diff_mean": True,
+                              "well_formed_min": True}
+    unseen = s["subsets"]["unseen:text+image"]
+    assert unseen["method_higher"] == 4 and 0 < unseen["diff_mean"] < 0.05 and 1 - unseen["sft_mean"] < 0.05
+    per = json.loads(STRANGERS_POSTS.read_text())
+    for seed, groups in per.items():
+        assert sum(g["well_formed"] for k, g in groups.items() if k.startswith("needs:")) == round(
+            wf["facts_running_steps800_strangerposts100"][int(seed)] * 540)
+        u = groups["signed:unseen"]
+        assert u["posts"] == 117 and u["well_formed"] >= 116 and u["tagged_fine_tune_cot"] == u["tagged_sft"] == 0
+        assert u["own_signature"] == 0

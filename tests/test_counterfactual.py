@@ -147,3 +147,40 @@ def test_reread_records_train_everything_after_the_changed_reading(tiny_model_di
     bad = dataclasses.replace(rereads[0], context="<think>the picture shows nothing at all")
     with pytest.raises(ValueError, match="not the opening"):
         ChatCollator(processor, forms=TargetForms("cot"))([bad])
+
+
+def test_stranger_posts_are_signed_posts_resigned_by_an_unknown_account_without_tags():
+    """cf.stranger_posts: a share of the signed training posts, re-signed by a name of no account of the
+    benchmark; the text changes in the signature only, the tags leave the keyphrases, and the oracle's
+    rationale says no training post shows the account (faithful by its own check)."""
+    from mmkp_helpers import reading
+    from mmkp_helpers.synthetic import SERIES_NAMES, SIGNATURE, generate
+    from mmkp_helpers.teacher.oracle import OracleTeacher, check_oracle_rationale
+
+    splits = generate(seed=3, n_train=200, n_valid=20, n_test=60)
+    accounts = reading.accounts([ex for part in splits.values() for ex in part])
+    strangers = sorted(set(SERIES_NAMES) - accounts)
+    train = splits["train"]
+    signed = {ex.id: ex for ex in train if ex.meta["truth"].get("series")}
+    posts = cf.stranger_posts(train, 0.5, strangers, seed=0)
+    assert 0.3 * len(signed) < len(posts) < 0.7 * len(signed)
+    assert cf.stranger_posts(train, 0.5, strangers, seed=0) == posts and cf.stranger_posts(train, 0.0, strangers) == []
+    assert len(cf.stranger_posts(train, 1.0, strangers)) == len(signed)
+    for ex in posts:
+        original = signed[ex.id.removesuffix(cf.STRANGER_SUFFIX)]
+        name = ex.meta["truth"]["series"]
+        assert ex.id.endswith(cf.STRANGER_SUFFIX) and name in strangers and name not in accounts
+        old = f"{SIGNATURE} {original.meta['truth']['series']}"
+        assert ex.text == original.text.replace(old, f"{SIGNATURE} {name}")
+        assert ex.keyphrases == [k for k in original.keyphrases if k not in original.meta["truth"]["tags"]]
+        assert ex.meta["drawing"] == original.meta["drawing"] and "tag" not in ex.meta["kinds"].values()
+        for style in ("verbose", "running", "compact"):
+            rationale, concluded, _ = OracleTeacher(style=style).rationale_and_keyphrases(ex)
+            assert concluded == ex.keyphrases and f"{SIGNATURE} {name}" in rationale
+            assert check_oracle_rationale(ex, rationale) == []
+    with pytest.raises(ValueError, match="stranger names"):
+        cf.stranger_posts(train, 1.0, [])
+    with pytest.raises(ValueError, match="not a signed"):
+        cf.resign(next(ex for ex in train if ex.id not in signed), "river")
+    with pytest.raises(ValueError, match="share"):
+        cf.stranger_posts(train, 1.5, strangers)

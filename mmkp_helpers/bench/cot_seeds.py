@@ -38,7 +38,9 @@ rule is shown only by the composition posts, the reading of a text word and of o
 others), ``counterfactual_share`` (that share of the training posts also train a
 counterfactual rationale's answer, :mod:`mmkp_helpers.counterfactual`), ``reread_share`` (that share
 also trains an evidence counterfactual: the post read differently, the rule and answer following
-the reading, :func:`mmkp_helpers.counterfactual.reread_records`) and ``answer_weight``
+the reading, :func:`mmkp_helpers.counterfactual.reread_records`), ``stranger_share``
+(that share of the signed training posts is added again, signed by such a name and without tags,
+for every method: :func:`mmkp_helpers.counterfactual.stranger_posts`) and ``answer_weight``
 (:attr:`mmkp_helpers.training.SFTSettings.answer_weight`). Runs go to worker processes (``--jobs``, each ``--threads`` torch
 threads); lines are appended to ``--out`` as they finish. ``--summarize`` pairs methods by seed.
 """
@@ -108,8 +110,9 @@ def _run(job: dict) -> list[dict]:
     import torch
 
     torch.set_num_threads(job["threads"])
-    from mmkp_helpers import data, decision, experiment, inference, modeling, overlap, reading
+    from mmkp_helpers import counterfactual, data, decision, experiment, inference, modeling, overlap, reading
     from mmkp_helpers.dynamic_cot import PolicySettings
+    from mmkp_helpers.synthetic import SERIES_NAMES
     from mmkp_helpers.teacher import run_teacher
 
     method = job["method"]
@@ -124,7 +127,10 @@ def _run(job: dict) -> list[dict]:
             ex.meta.get("needs"), ())
         train, valid = ([ex for ex in part if not held(ex)] for part in (train, valid))
     seen = data.read_keyphrase_list(splits["train"].parent / "train_keyphrases.txt")
+    # a study's knob: stranger posts are signed posts re-signed by a name of no account of the benchmark
+    strangers = sorted(set(SERIES_NAMES) - reading.accounts([*train, *valid, *test]))
     job = job | {"seen_accounts": reading.accounts(train)}
+    train = train + counterfactual.stranger_posts(train, p.get("stranger_share", 0.0), strangers)
     noise = p["noisy_teacher_noise"] if method == "fine_tune_cot_noisy" else 0.0
     teacher = None if method == "sft" else _teacher(p, noise)
     rationales = None if teacher is None else run_teacher(teacher, train, Path(job["work"]) / "teacher",
@@ -207,9 +213,12 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
     decoding scores a higher post F1@M than ``baseline``'s, on how many lower, how many posts there
     are, both methods' mean post F1@M, and (when ``method`` reasoned) how many of its generations
     are well-formed (:func:`mmkp_helpers.rationale.check`): where reasoning helped, and where its
-    rationales fail."""
+    rationales fail. ``tagged_<method>``: on how many posts each method answered a tag (any of the
+    benchmark's account tags); ``own_signature``: on how many ``method``'s generation writes the
+    post's own signature ("via cedar"): whether a signed post's account was read."""
     from mmkp_helpers import data, overlap, rationale, reading
     from mmkp_helpers.decision import post_f1
+    from mmkp_helpers.synthetic import SIGNATURE, TAGS
 
     splits = overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]
     test = data.read_jsonl(splits["test"])
@@ -229,7 +238,8 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
             check = rationale.check(g["raw"], g.get("hit_limit"))
             for group in (f"needs:{ex.meta.get('needs', '-')}", reading.account_group(ex, seen_accounts)):
                 c = counts.setdefault(group, {"higher": 0, "lower": 0, "posts": 0, method: 0.0, baseline: 0.0,
-                                              "well_formed": 0, "opened": 0})
+                                              "well_formed": 0, "opened": 0, f"tagged_{method}": 0,
+                                              f"tagged_{baseline}": 0, "own_signature": 0})
                 c["higher"] += a > b
                 c["lower"] += a < b
                 c["posts"] += 1
@@ -237,6 +247,10 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
                 c[baseline] += b
                 c["opened"] += check.opened
                 c["well_formed"] += check.well_formed
+                for name, gen in ((method, g), (baseline, gens[1][ex.id])):
+                    c[f"tagged_{name}"] += bool(set(gen["prediction"]) & set(TAGS))
+                series = (ex.meta.get("truth") or {}).get("series")
+                c["own_signature"] += bool(series) and f"{SIGNATURE} {series}" in g["raw"]
         for c in counts.values():
             c[method], c[baseline] = round(c[method] / c["posts"], 4), round(c[baseline] / c["posts"], 4)
         out[seed] = dict(sorted(counts.items()))

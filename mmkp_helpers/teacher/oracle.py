@@ -43,6 +43,11 @@ and red make red" too)::
     background. the text names a bike: bike. blue and yellow make green, so the bike is green:
     green bike. the dark blue background shows night: night.
 
+A stranger post (:func:`mmkp_helpers.counterfactual.stranger_posts`: an account's post signed by a
+name of no account, its truth marked ``stranger``, no tags) gets "it is signed via <name>, an
+account no training post shows" (compact: "via <name>, no tags") where the account step would be,
+concluding nothing.
+
 With ``noise`` > 0 that share of the examples (drawn from a hash of ``seed`` and the example id,
 so a run is reproducible and independent of the order of the examples) gets an unfaithful
 rationale instead: ``"colour"`` states a wrong colour for the object (and concludes the wrong
@@ -218,6 +223,10 @@ class OracleTeacher(Teacher):
             else:
                 raise ValueError(f"example {example.id!r}: unknown cue kind {kind!r}")
         flush()
+        if truth.get("stranger"):  # a stranger post (counterfactual.stranger_posts): an account no post shows, no tags
+            signer = f"{SIGNATURE} {truth.get('series')}"
+            steps.append((f"{signer}, no tags" if compact else f"it is signed {signer}, an account no training post shows",
+                          []))
         if self.style == "described":  # the description first; it says a text post's picture is plain grey
             return [(_description(truth), [])] + steps
         if not compact and truth.get("needs") == "text":  # (running: first, so the whole answer ends the rationale)
