@@ -103,6 +103,13 @@ def test_04_fine_tune_cot(tiny_run):
     assert "read both shapes and the mixed colour truly" in texts and "misread the picture" in texts
     assert "a colour chain that follows from itself" in texts
     assert "so the chain names it on more posts than SFT on 3 of the 4 seeds" in texts  # the committed probe
+    # the committed stranger study: every seed at 95% or more, three of the four goal checks, no tag guessed
+    g = m["findings"]["stranger_goal"]
+    assert g["well_formed_min"] >= 0.95 and g["checks"]["all_diff_mean"] and g["unseen_higher_seeds"] == 4
+    assert not g["checks"]["unseen_gain_mean"] and g["sft_unseen_headroom"] < 0.05
+    assert g["tagged_unseen_account_posts"] == g["own_signature_written"] == 0
+    assert m["findings"]["stranger_study"]["facts_running_steps800_lr2e-3"]["well_formed_min"] < 0.95
+    assert "with stranger posts (both methods train on them) the worst seed has" in texts
     # reasoning costs tokens and time on every post
     assert free["gen_tokens_mean"] >= 2.5 * sft["gen_tokens_mean"]
     assert free["seconds_per_post"] > sft["seconds_per_post"]
