@@ -426,3 +426,25 @@ def test_what_the_stranger_study_supports():
         u = groups["signed:unseen"]
         assert u["posts"] == 117 and u["well_formed"] >= 116 and u["tagged_fine_tune_cot"] == u["tagged_sft"] == 0
         assert u["own_signature"] == 0
+
+
+STRANGERS_VERBOSE = ROOT / "results" / "bench" / "cot_stranger_verbose_cpu2.jsonl"
+
+
+def test_stranger_posts_with_the_notebooks_verbose_style():
+    """docs/measured_figures.md: with the verbose style instead of the running one (the same base, steps
+    and stranger posts), Fine-tune-CoT is still well-formed on at least 95% of the posts on every seed,
+    but below the SFT of the study (trained on the same posts; SFT reads no rationale, so its style does
+    not matter) over all keyphrases on every seed, and above it on the held-out pairs on fewer seeds
+    than the running style (4 of 4)."""
+    rows = {r["seed"]: r for r in map(json.loads, STRANGERS_VERBOSE.read_text().splitlines())}
+    assert sorted(rows) == [0, 1, 2, 3]
+    for r in rows.values():
+        assert r["method"] == "fine_tune_cot" and r["decoding"] == "free" and r["steps"] == 800
+        assert r["overrides"] == FACTS | {"rationale_style": "verbose", "stranger_share": 1.0}
+        assert r["well_formed_share"] >= 0.95
+    sft = {r["seed"]: r for r in map(json.loads, STRANGERS.read_text().splitlines())
+           if r["method"] == "sft" and r["tag"] == "facts_running_steps800_strangerposts100"}
+    assert all(rows[s]["F1@M"]["all"] < sft[s]["F1@M"]["all"] for s in range(4))
+    higher = sum(rows[s]["F1@M"]["unseen:text+image"] > sft[s]["F1@M"]["unseen:text+image"] for s in range(4))
+    assert higher < 4
