@@ -86,6 +86,24 @@ def test_what_the_committed_interventions_show():
         assert other["answer_reading"] > 2 * comp["answer_reading"]
 
 
+
+def test_the_stranger_study_student_does_not_use_its_reading():
+    """docs/measured_figures.md: the stranger study's Fine-tune-CoT (facts base, 800 steps, running style,
+    at least 97% well-formed on every seed) answers from the picture whatever reading is prefilled: after a
+    changed reading, on every seed, its rationale concludes that reading's colour on at most 2% of the
+    composition posts and its answer holds it on at most 1%, while the answer names the picture's colour on
+    over 90%: well-formed, yet the rationale does not make the answer."""
+    rows = {r["seed"]: r for r in json.loads(RESULTS.read_text())["runs"]["facts_running_steps800_strangerposts100"]}
+    assert sorted(rows) == [0, 1, 2, 3]
+    for row in rows.values():
+        assert row["rationale_style"] == "running" and row["model_name"].endswith("tasks=caption+continue+repeat+list+facts")
+        true, changed = row["true"]["needs:composition"], row["changed"]["needs:composition"]
+        assert true["answer_picture"] >= 0.9 * true["posts"]
+        assert changed["concludes_reading"] <= 0.02 * changed["posts"] and changed["answer_reading"] <= 0.01 * changed["posts"]
+        assert changed["answer_picture"] >= 0.9 * changed["posts"]
+        image = row["changed"]["needs:image"]
+        assert image["answer_reading"] == 0 and image["answer_picture"] >= 0.95 * image["posts"]
+
 REREAD = ROOT / "results" / "bench" / "cot_reread_study_cpu2.jsonl"
 SWEEP = ROOT / "results" / "bench" / "cot_seeds_cpu2.jsonl"
 
