@@ -210,3 +210,16 @@ def stranger_posts(examples: Sequence, share: float, strangers: Sequence[str], s
             raise ValueError("stranger posts need stranger names")
         out.append(resign(ex, names[int(_draw(seed, ex.id + ":stranger-name") * len(names))]))
     return out
+
+
+def with_stranger_posts(train: Sequence, others: Iterable, share: float, seed: int = 0) -> list:
+    """``train`` followed by its :func:`stranger_posts` (``share`` of its signed posts), re-signed by
+    names of no account of the benchmark: the generator's account names that sign none of ``train``
+    and ``others`` (the valid and test posts). What notebooks 03-05 (their ``stranger_share``) and
+    the sweeps train on; posts without a synthetic signature (CMKP's) get none."""
+    from .reading import accounts
+    from .synthetic import SERIES_NAMES
+
+    train = list(train)
+    strangers = sorted(set(SERIES_NAMES) - accounts([*train, *others]))
+    return train + stranger_posts(train, share, strangers, seed=seed)

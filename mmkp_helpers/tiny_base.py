@@ -20,10 +20,13 @@ base is pretrained here, once, and cached like any model folder:
    - ``list``: the picture, "Describe the picture, then list the colours you named." -> the
      description, then ``colours: red, blue, dark blue.`` (reading words back from one's own
      answer, which an answer after a rationale needs);
-   - ``facts`` (not in the default set; ``tasks=caption+continue+repeat+list+facts``): "Continue the
-     post: a blue square on the left and a yellow circle on the right;" -> ``blue and yellow make
-     green.``, the benchmark's colour mixes (two different primaries, in either order) as world
-     knowledge in words, with no picture and no object.
+   - ``facts``: "Continue the post: a blue square on the left and a yellow circle on the right;" ->
+     ``blue and yellow make green.``, the benchmark's colour mixes (two different primaries, in
+     either order) as world knowledge in words, with no picture and no object: what a real VLM
+     knows of paints before fine-tuning. In the default set since the sweep of 4 seeds in
+     ``results/bench/cot_base_study_cpu2.jsonl`` and ``cot_stranger_study_cpu2.jsonl`` (the
+     Fine-tune-CoT student's rationales well-formed on every seed only with it); before that the
+     default was ``caption+continue+repeat+list``, which ``tasks=caption+continue+repeat+list`` still builds.
    - ``pick`` (not in the default set): the ``facts`` prompt answered with the two colours it names
      (``blue and yellow.``), no mix: picking words out of the prompt, the skill ``facts`` trains
      besides the mixes, alone.
@@ -31,10 +34,10 @@ base is pretrained here, once, and cached like any model folder:
      picture ("Describe the picture of this post.\nPost: just got a new car" -> the description), so
      that the base describes a picture whatever text comes with it, as a real VLM does.
 
-   With the default tasks, no keyphrase, no scene name, no mixed colour and no colour x object
-   pair is ever a target, so zero-shot keyphrase scores are whatever the pretrained model makes of
-   the prompt, and the benchmark's rules (scenes, the colour mix, accounts' tags) are left for
-   fine-tuning (``facts`` adds the mix as text, never with a picture or an object).
+   With the default tasks, no keyphrase, no scene name and no colour x object pair is ever a
+   target, so zero-shot keyphrase scores are whatever the pretrained model makes of the prompt,
+   and the benchmark's rules (scenes, which shapes' colours mix, accounts' tags) are left for
+   fine-tuning (``facts`` states the mixes as text, never with a picture or an object).
 
 A model name ``tiny-qwen2_vl`` (or ``tiny-qwen2_5_vl``) takes options after ``?``, e.g.
 ``tiny-qwen2_vl?tokenizer=qwen&pretrain_steps=0`` (the former default: random weights, the whole
@@ -63,11 +66,10 @@ OPTIONS = {
     "layers": 2,              # language model layers
     "heads": 4,               # attention heads (head width = hidden / heads)
     "pretrain_steps": 1200,   # full-parameter pretraining steps; 0: random weights
-    "tasks": "caption+continue+repeat+list",  # pretraining tasks, joined by + (see TASKS)
+    "tasks": "caption+continue+repeat+list+facts",  # pretraining tasks, joined by + (see TASKS)
 }
-#: The pretraining tasks (generic: none of them is the keyphrase task). ``facts`` is not in the
-#: default set: it is the world knowledge a real VLM brings (which colours two paints make), for
-#: studies of whether a rationale can use what the base knows where a direct answer cannot.
+#: The pretraining tasks (generic: none of them is the keyphrase task). ``facts`` is the world
+#: knowledge a real VLM brings (which colours two paints make), which a rationale can use.
 TASKS = ("caption", "continue", "repeat", "list", "facts", "postcaption", "pick")
 #: The default base's tasks (the ``tasks`` option's default).
 DEFAULT_TASKS = tuple(OPTIONS["tasks"].split("+"))

@@ -51,11 +51,14 @@ def test_pretraining_turns_are_generic_and_not_the_benchmarks_posts():
     assert repeated and sum(a in bench_texts for a in repeated) <= 0.03 * len(repeated)
 
 
-def test_the_facts_task_states_the_mixes_in_words_and_is_off_by_default():
-    assert "facts" not in tiny_base.OPTIONS["tasks"].split("+")
+def test_the_facts_task_states_the_mixes_in_words_and_is_a_default_task():
+    assert "facts" in tiny_base.OPTIONS["tasks"].split("+")
     default = tiny_base.pretraining_turns(200)
     assert tiny_base.pretraining_turns(200, tasks=tuple(tiny_base.OPTIONS["tasks"].split("+"))) == default
-    assert not any(" make " in t["answer"] for t in default)
+    mixes = [t for t in default if " make " in t["answer"]]  # only the facts turns state a mix
+    assert mixes and all(t["image"] is None for t in mixes)
+    former = tiny_base.pretraining_turns(200, tasks=("caption", "continue", "repeat", "list"))
+    assert not any(" make " in t["answer"] for t in former)  # the former default's tasks: no mix at all
     turns = tiny_base.pretraining_turns(200, tasks=("facts",))
     facts = set()
     for t in turns:

@@ -29,7 +29,9 @@ Each line is the notebook's record (``metrics`` per subset, tokens, seconds, thi
 rationale quality) plus ``bench``, ``method``, ``decoding``, ``tag``, ``seed``, ``train_s`` and a
 flat ``F1@M`` per subset. ``--set`` overrides notebook parameters for a study (e.g.
 ``rationale_style``, ``model_name``), and takes settings the notebooks do not have (their
-recipe leaves them off): ``heldout_mixes`` (colours, e.g. ``["green"]``, whose composition posts are
+recipe leaves them off; ``stranger_share``, the share of the signed training posts added again
+signed by a name of no account and without tags, :func:`mmkp_helpers.counterfactual.with_stranger_posts`,
+is a notebook parameter of 03-05 and applies to every method): ``heldout_mixes`` (colours, e.g. ``["green"]``, whose composition posts are
 left out of the training and validation posts: the test posts that need that mix ask for a rule
 fine-tuning never showed), ``synthetic_options`` (generator options for another benchmark, e.g.
 ``{"p_image": 0.25, "p_combine": 0.2}``; with its own ``--results-dir`` and ``--work``),
@@ -38,9 +40,7 @@ rule is shown only by the composition posts, the reading of a text word and of o
 others), ``counterfactual_share`` (that share of the training posts also train a
 counterfactual rationale's answer, :mod:`mmkp_helpers.counterfactual`), ``reread_share`` (that share
 also trains an evidence counterfactual: the post read differently, the rule and answer following
-the reading, :func:`mmkp_helpers.counterfactual.reread_records`), ``stranger_share``
-(that share of the signed training posts is added again, signed by such a name and without tags,
-for every method: :func:`mmkp_helpers.counterfactual.stranger_posts`) and ``answer_weight``
+the reading, :func:`mmkp_helpers.counterfactual.reread_records`) and ``answer_weight``
 (:attr:`mmkp_helpers.training.SFTSettings.answer_weight`). Runs go to worker processes (``--jobs``, each ``--threads`` torch
 threads); lines are appended to ``--out`` as they finish. ``--summarize`` pairs methods by seed.
 """
@@ -112,7 +112,6 @@ def _run(job: dict) -> list[dict]:
     torch.set_num_threads(job["threads"])
     from mmkp_helpers import counterfactual, data, decision, experiment, inference, modeling, overlap, reading
     from mmkp_helpers.dynamic_cot import PolicySettings
-    from mmkp_helpers.synthetic import SERIES_NAMES
     from mmkp_helpers.teacher import run_teacher
 
     method = job["method"]
@@ -127,10 +126,9 @@ def _run(job: dict) -> list[dict]:
             ex.meta.get("needs"), ())
         train, valid = ([ex for ex in part if not held(ex)] for part in (train, valid))
     seen = data.read_keyphrase_list(splits["train"].parent / "train_keyphrases.txt")
-    # a study's knob: stranger posts are signed posts re-signed by a name of no account of the benchmark
-    strangers = sorted(set(SERIES_NAMES) - reading.accounts([*train, *valid, *test]))
     job = job | {"seen_accounts": reading.accounts(train)}
-    train = train + counterfactual.stranger_posts(train, p.get("stranger_share", 0.0), strangers)
+    # stranger posts: signed posts re-signed by a name of no account of the benchmark (notebooks 03-05)
+    train = counterfactual.with_stranger_posts(train, [*valid, *test], p.get("stranger_share", 0.0))
     noise = p["noisy_teacher_noise"] if method == "fine_tune_cot_noisy" else 0.0
     teacher = None if method == "sft" else _teacher(p, noise)
     rationales = None if teacher is None else run_teacher(teacher, train, Path(job["work"]) / "teacher",

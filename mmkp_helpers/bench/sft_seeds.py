@@ -13,7 +13,9 @@ difference raw and with the test composition held fixed (``raw_*``, ``controlled
         --seeds 0 1 --splits original clean --jobs 2 --threads 1
 
 A setting holds :class:`mmkp_helpers.training.SFTSettings` fields plus ``lora_r``,
-``lora_alpha``, ``lora_dropout``, ``quantize_4bit`` and ``synthetic`` (generator options for
+``lora_alpha``, ``lora_dropout``, ``quantize_4bit``, ``stranger_share`` (notebook 03's parameter:
+that share of the signed training posts added again, signed by a name of no account, without tags)
+and ``synthetic`` (generator options for
 :func:`mmkp_helpers.overlap.prepare_splits`; such a setting gets its own splits folder). Splits are those of
 :func:`mmkp_helpers.overlap.prepare_splits` (``--results-dir``, default ``results/tiny``).
 """
@@ -30,7 +32,7 @@ from mmkp_helpers.bench import run_jobs
 
 DEFAULT = {"learning_rate": 2e-3, "lr_scheduler": "cosine", "warmup": 0.05, "max_steps": 400, "batch_size": 8,
            "lora_r": 64, "lora_alpha": 256, "lora_dropout": 0.0, "quantize_4bit": True}
-LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "quantize_4bit", "synthetic")
+LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "quantize_4bit", "synthetic", "stranger_share")
 
 
 def _run(job: dict) -> list[dict]:
@@ -41,7 +43,7 @@ def _run(job: dict) -> list[dict]:
     torch.set_num_threads(torch_threads)
     from transformers import TrainerCallback
 
-    from mmkp_helpers import collate, composition, data, inference, modeling, overlap, training
+    from mmkp_helpers import collate, composition, counterfactual, data, inference, modeling, overlap, training
 
     splits = overlap.prepare_splits("synthetic", job["results_dir"], seed=0, synthetic=job["setting"].get("synthetic"),
                                     verbose=False)
@@ -97,6 +99,8 @@ def _run(job: dict) -> list[dict]:
                 evaluate(state.global_step)
 
     t0 = time.perf_counter()
+    valid = data.read_jsonl(splits[job["split"]]["valid"])  # notebook 03's stranger posts, as its stranger_share
+    train = counterfactual.with_stranger_posts(train, [*valid, *test], setting.get("stranger_share", 0.0))
     result = training.train_sft(model, processor, collate.make_records(train), None, settings=settings,
                                 output_dir=Path(job["work"]) / f"{job['name']}-{job['seed']}-{job['split']}-{job['prompt']}",
                                 callbacks=[Every()])
