@@ -11,11 +11,14 @@ from mmkp_helpers.bench import cot_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "results" / "bench" / "cot_seeds_cpu2.jsonl"
+#: the sweep of the former default recipe (the base without facts, 400 steps, verbose style, no stranger
+#: posts), which the studies below were run against and compared with
+FORMER = ROOT / "results" / "bench" / "former_recipe_400" / "cot_seeds_cpu2.jsonl"
 RUN = ROOT / "results" / "tiny"
 
 
-def _rows():
-    return [json.loads(line) for line in SWEEP.read_text().splitlines() if line.strip()]
+def _rows(path=SWEEP):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _record(notebook, method, variant):
@@ -118,17 +121,17 @@ def test_summaries_and_goals_count_seeds(tmp_path):
     assert not cot_seeds.goal_fine_tune_cot(cot_seeds.summarize(path))["checks"]["unseen_higher_seeds"]
 
 
-@pytest.mark.skipif(not SWEEP.is_file(), reason="the committed sweep")
-def test_what_the_committed_sweep_supports():
-    """The findings notebooks 04 and 05 and the README state, as the committed 4-seed sweep has them
-    (docs/measured_figures.md): on the 2-layer tiny student Fine-tune-CoT keeps SFT's overall F1@M
+@pytest.mark.skipif(not FORMER.is_file(), reason="the former recipe's sweep")
+def test_what_the_former_recipes_sweep_supported():
+    """What the former default recipe's 4-seed sweep showed (docs/measured_figures.md; the studies were
+    compared with it): on the 2-layer tiny student Fine-tune-CoT keeps SFT's overall F1@M
     (within 0.02 on average) but is below it on every seed where reasoning was meant to help (the
     held-out pairs and the composition posts), while above it on the text posts on 3 of 4 seeds; its
     rationales are mostly but not 95% well-formed, and reasoning costs over 4x the tokens. Dynamic CoT
     reasons on 3 of 4 seeds, mostly on text posts (not on the composition posts), spends under half of
     Fine-tune-CoT's tokens, falls more than 0.01 below the better baseline and beats its
     exposure-matched replay control on 2 of 4 seeds only."""
-    s = cot_seeds.summarize(SWEEP)
+    s = cot_seeds.summarize(FORMER)
     goal = cot_seeds.goal_fine_tune_cot(s)
     assert not goal["met"] and goal["checks"]["all_diff_mean"]
     assert goal["unseen_higher_seeds"] == 0 and goal["unseen_gain_mean"] < -0.05
@@ -136,20 +139,20 @@ def test_what_the_committed_sweep_supports():
     assert comp["method_higher"] == 0 and comp["diff_mean"] < 0 and text["method_higher"] == 3 and text["diff_mean"] > 0
     assert 0.7 <= goal["well_formed_min"] < 0.95 and not goal["checks"]["well_formed_min"]
     assert s["gen_tokens_mean"]["fine_tune_cot"] > 4 * s["gen_tokens_mean"]["sft"]
-    d = cot_seeds.summarize_dynamic(SWEEP)
+    d = cot_seeds.summarize_dynamic(FORMER)
     v, checks = d["goal"]["values"], d["goal"]["checks"]
     assert checks["tokens_ratio"] and checks["think_share"] and checks["unseen_minus_fine_tune_cot"]
     assert not checks["above_control_seeds"] and v["above_control_seeds"] == 2
     assert not checks["composition_over_text"] and v["composition_over_text"] < 0.5
     assert not checks["f1m_minus_best_baseline"] and not d["goal"]["met"]
-    by_seed = [r["think_share"] for r in _rows() if r["method"] == "dynamic_cot" and r.get("tag", "default") == "default"]
+    by_seed = [r["think_share"] for r in _rows(FORMER) if r["method"] == "dynamic_cot" and r.get("tag", "default") == "default"]
     assert min(by_seed) == 0 < max(by_seed) and sum(t > 0 for t in by_seed) == 3  # it reasons on 3 seeds of 4
 
 
 STYLES = ROOT / "results" / "bench" / "cot_styles_cpu2.jsonl"
 
 
-@pytest.mark.skipif(not (STYLES.is_file() and SWEEP.is_file()), reason="the committed style study and sweep")
+@pytest.mark.skipif(not (STYLES.is_file() and FORMER.is_file()), reason="the committed style study and sweep")
 def test_what_the_style_study_supports():
     """docs/measured_figures.md's style study: the running, compact and described rows ran the
     notebooks' settings with only the rationale style changed; the verbose rows are the sweep's. No
@@ -157,7 +160,7 @@ def test_what_the_style_study_supports():
     held-out pairs at every seed; compact is the least often well-formed, at the fewest tokens. The
     described style (the picture's description first) scores higher than verbose on the composition
     posts and the held-out pairs at every seed and is the closest to SFT there, yet below it on average."""
-    sweep = _rows()
+    sweep = _rows(FORMER)
     sft = {r["seed"]: r for r in sweep if r["method"] == "sft"}
     rows = {"verbose": [r for r in sweep if r["method"] == "fine_tune_cot" and r["decoding"] == "free"]}
     for r in (json.loads(line) for line in STYLES.read_text().splitlines() if line.strip()):
@@ -246,13 +249,13 @@ FAITHFULNESS = ROOT / "results" / "bench" / "cot_faithfulness_study_cpu2.jsonl"
 PROBES = ROOT / "results" / "bench" / "cot_recipe_probes_cpu2.jsonl"
 
 
-@pytest.mark.skipif(not (FAITHFULNESS.is_file() and SWEEP.is_file()), reason="the committed faithfulness study")
+@pytest.mark.skipif(not (FAITHFULNESS.is_file() and FORMER.is_file()), reason="the committed faithfulness study")
 def test_what_the_faithfulness_study_supports():
     """docs/measured_figures.md: neither counterfactual rationales (SCOTT, mmkp_helpers.counterfactual) nor
     weighting the answer line makes the student's answers follow its rationales: every setting is less
     often well-formed on average than the notebooks' recipe, none reaches 95% on every seed, and none is
     above SFT on the held-out pairs on any seed."""
-    out = cot_seeds.study(FAITHFULNESS, SWEEP)
+    out = cot_seeds.study(FAITHFULNESS, FORMER)
     assert {tag: d["overrides"] for tag, d in out.items()} == {
         "recipe": {}, "cf20": {"counterfactual_share": 0.2}, "cf50": {"counterfactual_share": 0.5},
         "aw4": {"answer_weight": 4.0}, "aw025": {"answer_weight": 0.25}}
@@ -265,18 +268,18 @@ def test_what_the_faithfulness_study_supports():
     assert all(r["decoding"] == "free" and r["steps"] == 400 and r["rationale_style"] == "verbose" for r in rows)
 
 
-@pytest.mark.skipif(not (PROBES.is_file() and SWEEP.is_file()), reason="the committed single-seed probes")
+@pytest.mark.skipif(not (PROBES.is_file() and FORMER.is_file()), reason="the committed single-seed probes")
 def test_the_recipe_probes_are_below_the_recipe_at_seed_0():
     """docs/measured_figures.md's single-seed probes (not a claim about the methods): at seed 0 a lower or
     higher learning rate, a smaller LoRA scale, a smaller or larger LoRA rank (same scale) and the compact
     rationale style on a 4-layer base each leave fewer rationales well-formed than the recipe."""
-    out = cot_seeds.study(PROBES, SWEEP)
+    out = cot_seeds.study(PROBES, FORMER)
     assert {tag: d["overrides"] for tag, d in out.items()} == {
         "recipe": {}, "lr3e-4": {"learning_rate": 0.0003}, "alpha64": {"lora_alpha": 64},
         "lr2e-3": {"learning_rate": 0.002}, "r8": {"lora_r": 8, "lora_alpha": 32},
         "r128": {"lora_r": 128, "lora_alpha": 512},
         "compact_layers4": {"rationale_style": "compact", "model_name": "tiny-qwen2_vl?layers=4"}}
-    recipe_seed0 = [r for r in _rows() if r["method"] == "fine_tune_cot" and r["decoding"] == "free" and r["seed"] == 0]
+    recipe_seed0 = [r for r in _rows(FORMER) if r["method"] == "fine_tune_cot" and r["decoding"] == "free" and r["seed"] == 0]
     for tag, d in out.items():
         if tag != "recipe":
             assert d["seeds"] == [0] and d["well_formed_mean"] < recipe_seed0[0]["well_formed_share"], tag
@@ -285,7 +288,7 @@ def test_the_recipe_probes_are_below_the_recipe_at_seed_0():
 RANK = ROOT / "results" / "bench" / "cot_rank_study_cpu2.jsonl"
 
 
-@pytest.mark.skipif(not (RANK.is_file() and SWEEP.is_file()), reason="the committed rank study")
+@pytest.mark.skipif(not (RANK.is_file() and FORMER.is_file()), reason="the committed rank study")
 def test_what_the_rank_study_supports():
     """docs/measured_figures.md: with LoRA rank 128 (alpha 512, the recipe's scale) for both methods,
     Fine-tune-CoT's gaps to SFT on the composition posts and the held-out pairs are under 0.6 of the
@@ -293,7 +296,7 @@ def test_what_the_rank_study_supports():
     rows = [json.loads(line) for line in RANK.read_text().splitlines() if line.strip()]
     assert all(r["overrides"] == {"lora_r": 128, "lora_alpha": 512} and r["steps"] == 400 for r in rows)
     by = {(r["method"], r["seed"]): r for r in rows}
-    recipe = {(r["method"], r["seed"]): r for r in _rows() if r["method"] in ("sft", "fine_tune_cot")
+    recipe = {(r["method"], r["seed"]): r for r in _rows(FORMER) if r["method"] in ("sft", "fine_tune_cot")
               and r.get("decoding", "free") == "free"}
 
     def gap(table, subset):
@@ -309,10 +312,11 @@ def test_what_the_rank_study_supports():
 
 
 STEPS = ROOT / "results" / "bench" / "cot_steps_study_cpu2.jsonl"
-PER_POST = {name: ROOT / "results" / "bench" / f"{name}_per_post_cpu2.json" for name in ("cot_seeds", "cot_steps_study")}
+PER_POST = {"cot_seeds": FORMER.parent / "cot_seeds_per_post_cpu2.json",
+            "cot_steps_study": ROOT / "results" / "bench" / "cot_steps_study_per_post_cpu2.json"}
 
 
-@pytest.mark.skipif(not (STEPS.is_file() and SWEEP.is_file() and all(p.is_file() for p in PER_POST.values())),
+@pytest.mark.skipif(not (STEPS.is_file() and FORMER.is_file() and all(p.is_file() for p in PER_POST.values())),
                     reason="the committed steps study and the per-post files")
 def test_what_the_steps_study_supports():
     """docs/measured_figures.md: with twice the steps (800) for both methods, Fine-tune-CoT is level with
@@ -325,7 +329,7 @@ def test_what_the_steps_study_supports():
     assert all(r["overrides"] == {"max_steps": 800} and r["steps"] == 800 for r in rows)
     assert sorted((r["method"], r["seed"]) for r in rows) == sorted((m, s) for m in ("sft", "fine_tune_cot")
                                                                     for s in range(4))
-    steps, recipe = cot_seeds.summarize(STEPS), cot_seeds.summarize(SWEEP)
+    steps, recipe = cot_seeds.summarize(STEPS), cot_seeds.summarize(FORMER)
     assert steps["seeds"] == recipe["seeds"] == 4
     assert abs(steps["subsets"]["all"]["diff_mean"]) <= 0.02
     assert recipe["subsets"]["all"]["diff_mean"] < 0 < steps["subsets"]["all"]["diff_mean"]
@@ -336,7 +340,7 @@ def test_what_the_steps_study_supports():
     assert base_wf["mean"] < wf["mean"] and wf["min"] < 0.95
     # the per-post files are the rows' generations: the well-formed counts give each row's share
     per = {name: json.loads(path.read_text()) for name, path in PER_POST.items()}
-    for name, file in (("cot_steps_study", STEPS), ("cot_seeds", SWEEP)):
+    for name, file in (("cot_steps_study", STEPS), ("cot_seeds", FORMER)):
         shares = {r["seed"]: r["well_formed_share"] for r in map(json.loads, file.read_text().splitlines())
                   if r["method"] == "fine_tune_cot" and r.get("decoding", "free") == "free"}
         for seed, groups in per[name].items():

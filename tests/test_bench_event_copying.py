@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENT_FILE = ROOT / "results" / "bench" / "event_copying_cpu2.json"
 BASES = ROOT / "results" / "bench" / "cot_base_study_cpu2.jsonl"
 UNORDERED = ROOT / "results" / "bench" / "cot_unordered_study_cpu2.jsonl"
-SWEEP = ROOT / "results" / "bench" / "cot_seeds_cpu2.jsonl"
+SWEEP = ROOT / "results" / "bench" / "former_recipe_400" / "cot_seeds_cpu2.jsonl"  # the former recipe
 
 
 @pytest.fixture(scope="module")

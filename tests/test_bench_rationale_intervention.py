@@ -105,7 +105,7 @@ def test_the_stranger_study_student_does_not_use_its_reading():
         assert image["answer_reading"] == 0 and image["answer_picture"] >= 0.95 * image["posts"]
 
 REREAD = ROOT / "results" / "bench" / "cot_reread_study_cpu2.jsonl"
-SWEEP = ROOT / "results" / "bench" / "cot_seeds_cpu2.jsonl"
+SWEEP = ROOT / "results" / "bench" / "former_recipe_400" / "cot_seeds_cpu2.jsonl"  # the former recipe
 
 
 def test_what_the_reread_study_supports():

@@ -65,7 +65,7 @@ def test_04_fine_tune_cot(tiny_run):
     for name in ("fine_tune_cot", "fine_tune_cot_noisy"):
         run = m["runs"][name]
         losses = [loss for _, loss in run["train_losses"]]
-        assert run["steps"] == 400 and all(math.isfinite(x) for x in losses) and losses[-1] < 0.8 * losses[0]
+        assert run["steps"] == 800 and all(math.isfinite(x) for x in losses) and losses[-1] < 0.8 * losses[0]
         assert run["form_counts"] == {"direct": 0, "cot": n_train}
 
     # decoding: the CoT model reasons when free or forced to, never when forced direct; SFT never does
