@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from mmkp_helpers.bench import sft_seeds
 from mmkp_helpers.bench.sft_seeds import summarize
 
 
@@ -63,15 +64,35 @@ COSINE_SWEEP = ROOT / "results" / "bench" / "sft_composition_4seeds_cosine_cpu2.
 
 
 @pytest.mark.skipif(not COSINE_SWEEP.is_file(), reason="the committed sweep")
-def test_the_overlap_effect_holds_on_every_seed_with_the_notebooks_recipe():
-    """docs/measured_figures.md: with notebook 03's recipe the original split scores above the clean
-    one after 400 steps on 4 of 4 seeds, raw and with the test composition held fixed; seed 0 is
-    notebook 03's run (its two F1@M, rounded as the sweep rounds them)."""
+def test_the_overlap_effect_held_on_every_seed_with_the_former_recipe():
+    """docs/measured_figures.md: with notebook 03's former recipe (400 steps, the base without the
+    facts task, no stranger posts) the original split scores above the clean one after 400 steps on
+    4 of 4 seeds, raw and with the test composition held fixed."""
     s = summarize(COSINE_SWEEP)["V3@400"]
     assert s["seeds"] == 4 and s["raw_positive"] == 4 and s["controlled_positive"] == 4
     assert s["controlled_mean"] > s["raw_mean"] > 0
-    rows = [json.loads(line) for line in COSINE_SWEEP.read_text().splitlines() if line.strip()]
-    seed0 = {r["split"]: r["F1@M"]["all"] for r in rows if r["seed"] == 0 and r["step"] == 400}
+
+
+STEPS800_SWEEP = ROOT / "results" / "bench" / "sft_composition_4seeds_steps800_cpu2.jsonl"
+
+
+@pytest.mark.skipif(not STEPS800_SWEEP.is_file(), reason="the committed sweep")
+def test_the_overlap_effect_holds_on_every_seed_with_the_notebooks_recipe():
+    """docs/measured_figures.md: with notebook 03's recipe (800 steps, stranger posts) the original
+    split scores above the clean one on 4 of 4 seeds, raw and with the test composition held fixed;
+    seed 0 is notebook 03's run (its two F1@M, rounded as the sweep rounds them), and the setting is
+    the notebook's parameters."""
+    from mmkp_helpers import experiment
+
+    s = summarize(STEPS800_SWEEP)["V4@800"]
+    assert s["seeds"] == 4 and s["raw_positive"] == 4 and s["controlled_positive"] == 4
+    assert s["raw_mean"] > 0 and s["controlled_mean"] > 0
+    rows = [json.loads(line) for line in STEPS800_SWEEP.read_text().splitlines() if line.strip()]
+    setting = {"learning_rate": 1e-3, "lora_alpha": 256, "lr_scheduler": "cosine", "max_steps": 800, "stranger_share": 1.0}
+    p3 = experiment.notebook_parameters("03_sft_qlora")
+    assert all(p3[k] == v for k, v in setting.items())
+    assert all(p3[k] == sft_seeds.DEFAULT[k] for k in ("warmup", "batch_size", "lora_r", "lora_dropout", "quantize_4bit"))
+    seed0 = {r["split"]: r["F1@M"]["all"] for r in rows if r["seed"] == 0 and r["step"] == 800 and not r.get("final")}
     records = json.loads((ROOT / "results" / "tiny" / "03_sft_qlora" / "metrics.json").read_text())
     notebook = {"clean" if r["variant"] == "text+image" else "original": r["metrics"]["all"]["F1@M"]
                 for r in records if r["variant"] in ("text+image", "original")}
