@@ -138,3 +138,29 @@ def test_an_evidence_counterfactual_of_a_combine_post_changes_the_texts_primary(
         assert written != tint and f"{written} and {paint} make {mix(written, paint)}" in rationale
         assert f"{mix(written, paint)} {ex.meta['truth']['topic']}" in keyphrases and mix(written, paint) != "green"
         assert teacher.opening(ex) is not None and teacher.answer(ex).rationale.startswith(teacher.opening(ex))
+
+
+def test_what_the_combine_probe_of_the_default_recipe_supports():
+    """docs/measured_figures.md: the default recipe (facts base, 800 steps, running style, stranger
+    posts) on the combine benchmark with green held out. The benchmark leaves room: SFT scores under
+    0.9 F1@M on the combine posts on every seed, and names green on none of the 64 posts that need
+    it. The student does not use it: its rationale reads the text's primary on few green posts and
+    no rule step reaches green (it names green on at most 1 post a seed), fewer than 95% of its
+    rationales are well-formed on every seed, and it is below SFT over all keyphrases on every seed."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results" / "bench"
+    runs = json.loads((root / "combine_default_probe_posts_cpu2.json").read_text())["runs"]
+    records = [json.loads(line) for line in (root / "combine_default_probe_cpu2.jsonl").read_text().splitlines()]
+    by = {(r["method"], r["seed"]): r for r in records}
+    assert set(by) == {(m, s) for m in ("sft", "fine_tune_cot") for s in range(4)}
+    for seed in range(4):
+        sft, cot = by[("sft", seed)], by[("fine_tune_cot", seed)]
+        assert sft["overrides"] == {"synthetic_options": {"p_image": 0.25, "p_combine": 0.2}, "heldout_combines": ["green"]}
+        assert sft["steps"] == cot["steps"] == 800 and cot["rationale_style"] == "running"
+        assert sft["F1@M"]["needs:combine"] < 0.9 and cot["F1@M"]["all"] < sft["F1@M"]["all"]
+        assert cot["well_formed_share"] < 0.95
+        green_sft, green_cot = runs[f"sft default_combine_green {seed}"], runs[f"fine_tune_cot default_combine_green {seed}"]
+        assert green_sft["posts"] == green_cot["posts"] == 16 and green_sft["colour_named"] == 0
+        assert green_cot["colour_named"] <= 1 and green_cot["rule_right"] == 0 and green_cot["reads_shape"] >= 15
+    assert sum(runs[f"fine_tune_cot default_combine_green {s}"]["reads_text"] for s in range(4)) <= 16
