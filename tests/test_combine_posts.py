@@ -152,7 +152,7 @@ def test_what_the_combine_probe_of_the_default_recipe_supports():
     root = Path(__file__).resolve().parents[1] / "results" / "bench"
     runs = json.loads((root / "combine_default_probe_posts_cpu2.json").read_text())["runs"]
     records = [json.loads(line) for line in (root / "combine_default_probe_cpu2.jsonl").read_text().splitlines()]
-    by = {(r["method"], r["seed"]): r for r in records}
+    by = {(r["method"], r["seed"]): r for r in records if r["tag"] == "default_combine_green"}
     assert set(by) == {(m, s) for m in ("sft", "fine_tune_cot") for s in range(4)}
     for seed in range(4):
         sft, cot = by[("sft", seed)], by[("fine_tune_cot", seed)]
@@ -164,3 +164,10 @@ def test_what_the_combine_probe_of_the_default_recipe_supports():
         assert green_sft["posts"] == green_cot["posts"] == 16 and green_sft["colour_named"] == 0
         assert green_cot["colour_named"] <= 1 and green_cot["rule_right"] == 0 and green_cot["reads_shape"] >= 15
     assert sum(runs[f"fine_tune_cot default_combine_green {s}"]["reads_text"] for s in range(4)) <= 16
+    # evidence counterfactuals (reread_share 0.5) do not make this recipe's chain reach green either
+    rr = [runs[f"fine_tune_cot default_combine_green_rr50 {s}"] for s in range(4)]
+    assert sum(r["colour_named"] for r in rr) <= 2 and sum(r["rule_right"] for r in rr) <= 2
+    assert sum(r["reads_text"] for r in rr) <= 8
+    rr_rows = [r for r in records if r["tag"] == "default_combine_green_rr50"]
+    assert sorted(r["seed"] for r in rr_rows) == [0, 1, 2, 3] and all(
+        r["overrides"]["reread_share"] == 0.5 and r["method"] == "fine_tune_cot" for r in rr_rows)
