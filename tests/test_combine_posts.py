@@ -171,3 +171,11 @@ def test_what_the_combine_probe_of_the_default_recipe_supports():
     rr_rows = [r for r in records if r["tag"] == "default_combine_green_rr50"]
     assert sorted(r["seed"] for r in rr_rows) == [0, 1, 2, 3] and all(
         r["overrides"]["reread_share"] == 0.5 and r["method"] == "fine_tune_cot" for r in rr_rows)
+    # undoing one of the two changes of the default recipe (stranger posts, or the running style)
+    # brings part of the chain back, on some seeds only: more green posts than with both, fewer than
+    # the 28 of the verbose style without stranger posts, and none on 2 of 4 seeds each
+    for tag in ("default_combine_green_rr50_nostrangers", "default_combine_green_rr50_verbose"):
+        one = [runs[f"fine_tune_cot {tag} {s}"] for s in range(4)]
+        named = sum(r["colour_named"] for r in one)
+        assert sum(r["colour_named"] for r in rr) < named < 28 and sum(r["colour_named"] == 0 for r in one) == 2
+        assert all(r["colour_named"] <= r["rule_right"] for r in one)
