@@ -434,4 +434,5 @@ class ChatCollator:
                 self.mask_context(batch, i, r.context)
         batch["example_ids"] = [r.id for r in records]
         batch["forms"] = forms
+        batch["image_paths"] = [str(p) for p in paths if p is not None]  # keys of the images' features
         return batch

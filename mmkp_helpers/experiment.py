@@ -119,6 +119,55 @@ def train_run(model_path: str, train: Sequence[Example], valid: Sequence[Example
     return model, processor, result
 
 
+def _train_in_worker(kwargs: dict, threads: int) -> training.TrainResult:
+    """One run of :func:`train_runs` in a spawned worker: its own torch threads, its log in
+    ``<output_dir>/train.log`` (the notebook prints one line per run)."""
+    import contextlib
+    import dataclasses
+
+    import torch
+
+    torch.set_num_threads(threads)
+    Path(kwargs["output_dir"]).mkdir(parents=True, exist_ok=True)
+    kwargs = dict(kwargs, settings=dataclasses.replace(kwargs["settings"], progress=False), verbose=False)
+    with open(Path(kwargs["output_dir"]) / "train.log", "w") as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        return train_run(**kwargs)[2]
+
+
+def train_runs(runs: dict[str, dict], workers: int = 1) -> dict[str, training.TrainResult]:
+    """Train independent runs (``runs[name]``: :func:`train_run`'s keyword arguments, ``output_dir``
+    among them) and return ``name -> TrainResult``; each adapter is in ``<output_dir>/adapter``
+    (load it with :func:`mmkp_helpers.adapters.load_adapter`).
+
+    ``workers`` > 1 trains that many runs side by side, each in a spawned process (started clean,
+    as a notebook's kernel is) with ``max(1, threads // workers)`` of this process's torch threads.
+    On the tiny profile a run's numbers do not depend on its thread count (the committed sweep's
+    seed-0 rows were reproduced to the last digit with one thread:
+    ``results/bench/cot_seeds_seed0_threads1_cpu2.jsonl``), and three one-thread runs on two cores
+    finish sooner than three two-thread runs one after another. ``workers`` 1: in this process,
+    one after another (on a GPU, where runs would share the device, keep 1)."""
+    import gc
+
+    import torch
+
+    workers = max(1, min(int(workers), len(runs)))
+    if workers == 1:
+        out = {}
+        for name, kwargs in runs.items():
+            model, _, out[name] = train_run(**kwargs)
+            del model
+            gc.collect()
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_train_in_worker, kwargs, threads) for name, kwargs in runs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def decode(model, processor, examples: Sequence[Example], mode: str | None, max_new_tokens: int,
            train_keyphrases: Iterable[str] | None, batch_size: int = 16, prompt_keyphrases: int = 5,
            progress: bool = True):

@@ -115,7 +115,13 @@ def resolve_model(name: str, seed: int = 0) -> str:
         return str(build_random_vlm(name, seed=seed))
     if not name.startswith(TINY_PREFIX):
         return name
-    return str(tiny_base.ensure_tiny_base(name, seed=seed))
+    import fcntl
+
+    # One builder at a time: two notebooks, or two test workers, may ask for the base at once; the
+    # others wait here, then find it built.
+    with open(cache_dir("models") / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return str(tiny_base.ensure_tiny_base(name, seed=seed))
 
 
 # --------------------------------------------------------------------------------------------

@@ -125,7 +125,8 @@ def test_summaries_and_goals_count_seeds(tmp_path):
 def test_what_the_committed_sweep_supports():
     """The findings notebooks 04 and 05 and the README state, as the committed 4-seed sweep of the
     default recipe has them (docs/measured_figures.md): Fine-tune-CoT's rationales are well-formed on
-    at least 97% of the posts on every seed; it is level with SFT over all keyphrases and above it on
+    at least 97% of the posts on every seed, all of the text posts' and under 95% of the composition
+    posts'; it is level with SFT over all keyphrases and above it on
     the held-out pairs on 4 of 4 seeds, but by less than +0.05, which SFT leaves no room for (it is
     within 0.05 of the ceiling there and within 0.02 on the composition posts); reasoning costs over
     5x the tokens. Dynamic CoT reasons on 1 seed of 4 only (and then on most posts, on every text post
@@ -134,6 +135,12 @@ def test_what_the_committed_sweep_supports():
     s = cot_seeds.summarize(SWEEP)
     goal = cot_seeds.goal_fine_tune_cot(s)
     assert goal["well_formed_min"] >= 0.97 and goal["checks"]["well_formed_min"]
+    # ... but over all posts only: the text posts' template rationales are always well-formed, while on
+    # the composition posts, where a step is needed, the share is below 95% on every seed
+    kinds = s["well_formed_share_by_kind"]
+    assert kinds["needs:text"]["min"] == 1.0 and kinds["needs:text"]["posts"] == 212
+    assert kinds["needs:composition"]["posts"] == 146 and 0.9 <= kinds["needs:composition"]["min"]
+    assert max(kinds["needs:composition"]["by_seed"]) < cot_seeds.GOAL["well_formed_min"]
     assert goal["checks"]["all_diff_mean"] and abs(goal["all_diff_mean"]) < 0.005
     assert goal["unseen_higher_seeds"] == 4 and 0 < goal["unseen_gain_mean"] < 0.05 and not goal["met"]
     unseen, comp = s["subsets"]["unseen:text+image"], s["subsets"]["needs:composition"]

@@ -290,6 +290,18 @@ def summarize(path: str | os.PathLike, baseline: str = "sft", method: str = "fin
     shares = [m.get("well_formed_share") for _, m in pairs if m.get("well_formed_share") is not None]
     if shares:
         out["well_formed_share"] = {"mean": mean(shares), "min": round(min(shares), 4), "by_seed": shares}
+    # The same share per kind of post: the text posts' rationales are a template (the picture adds
+    # nothing, the text names the object), so the overall share says little about the posts where a
+    # step is needed (needs:composition).
+    by_kind: dict[str, list] = {}
+    for _, m in pairs:
+        for kind, got in (m.get("rationale_reading") or {}).items():
+            if kind.startswith("needs:") and got.get("well_formed") is not None:
+                by_kind.setdefault(kind, []).append((got["well_formed"], got["posts"]))
+    if by_kind:
+        out["well_formed_share_by_kind"] = {
+            kind: {"posts": got[0][1], "mean": mean([w for w, _ in got]), "min": round(min(w for w, _ in got), 4),
+                   "by_seed": [w for w, _ in got]} for kind, got in sorted(by_kind.items())}
     return out
 
 
@@ -365,7 +377,8 @@ def goal_fine_tune_cot(summary: dict) -> dict:
     wf = summary.get("well_formed_share", {})
     out = {"seeds": summary["seeds"], "unseen_higher_seeds": unseen.get("method_higher"),
            "unseen_gain_mean": unseen.get("diff_mean"), "all_diff_mean": every.get("diff_mean"),
-           "well_formed_min": wf.get("min"), "well_formed_mean": wf.get("mean")}
+           "well_formed_min": wf.get("min"), "well_formed_mean": wf.get("mean"),
+           "well_formed_min_by_kind": {k: v["min"] for k, v in summary.get("well_formed_share_by_kind", {}).items()}}
     out["checks"] = {
         "unseen_higher_seeds": out["unseen_higher_seeds"] is not None and out["unseen_higher_seeds"] >= GOAL["unseen_higher_seeds"]
         and summary["seeds"] >= 4,
