@@ -48,8 +48,10 @@ $(STAMP): requirements.lock pyproject.toml
 	else $(PY) -m pip install -r requirements.lock && $(PY) -m pip install --no-deps -e .; fi
 	@touch $(STAMP)
 
+# Two workers (pytest-xdist), one torch thread each (tests/conftest.py); the notebook tests on one of them.
+TEST_WORKERS ?= 2
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not notebooks"

@@ -10,7 +10,22 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Under pytest-xdist (`make test` runs two workers): each worker, and what it starts (notebook kernels,
+# the notebooks' training workers), uses one torch thread, so the two share the two cores without
+# oversubscribing them; a run's numbers do not depend on its thread count on the tiny profile
+# (results/bench/cot_seeds_seed0_threads1_cpu2.jsonl). Set before anything imports torch.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """The notebook tests share one results folder (``tiny_run``: 04 reuses what 03 trained, 05
+    what 04 trained): under pytest-xdist's ``--dist loadgroup`` they run on one worker, in order."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("notebooks"))
 
 ROOT = Path(__file__).resolve().parents[1]
 # The public CMKP files; CI has ../shared beside the clone. MMKP_CMKP_DIR overrides.
