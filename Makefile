@@ -51,7 +51,7 @@ $(STAMP): requirements.lock pyproject.toml
 # Two workers (pytest-xdist), one torch thread each (tests/conftest.py); the notebook tests on one of them.
 TEST_WORKERS ?= 2
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow and not notebooks"

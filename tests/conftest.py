@@ -20,12 +20,23 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 import pytest  # noqa: E402
 
 
-def pytest_collection_modifyitems(config, items):
-    """The notebook tests share one results folder (``tiny_run``: 04 reuses what 03 trained, 05
-    what 04 trained): under pytest-xdist's ``--dist loadgroup`` they run on one worker, in order."""
-    for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("notebooks"))
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N --dist loadscope`` (``make test``): the notebook tests, which share one
+    results folder (``tiny_run``: 04 reuses what 03 trained, 05 what 04 trained), go to one worker
+    in their order; every other test is a unit of its own. (xdist's ``loadgroup`` marks do not take
+    with pytest 9, whose node ids xdist can no longer suffix.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    together = {f"tests/{p.name}" for p in Path(__file__).parent.glob("test_*.py") if "tiny_run" in p.read_text()}
+
+    class NotebooksTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "notebooks" if nodeid.split("::")[0] in together else nodeid
+
+    return NotebooksTogether(config, log)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 # The public CMKP files; CI has ../shared beside the clone. MMKP_CMKP_DIR overrides.
@@ -123,3 +134,5 @@ def reused_records(run: Path, measurements: dict) -> list[dict]:
     if measurements.get("baselines_reused_from_04"):
         return results.read_json(run / "04_fine_tune_cot" / "metrics.json")
     return []
+
+
