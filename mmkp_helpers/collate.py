@@ -114,6 +114,13 @@ class TargetForms:
         if forms:
             self.update(forms)
 
+    def __getstate__(self) -> dict:  # picklable (a run trained in a worker process returns its table)
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __getitem__(self, example_id: str) -> str:
         with self._lock:
             return self._forms.get(example_id, self.default)

@@ -45,7 +45,9 @@ loss in the window; no decision after the last optimiser step):
 replays another run's CoT exposure *step by step*: at each step it puts as many of the batch's
 examples in the CoT form as the reference run had CoT example-visits at that step (read from its
 ledger), chosen at random, so the two runs see the same number of CoT example-visits and differ
-only in which examples they were.
+only in which examples they were. The control can train beside its reference: an
+:class:`ExposureFeed` callback writes the reference's exposure as each step ends, and a
+:class:`LiveSchedule` reads it, waiting for a step that has not been written yet.
 
 Every decision is logged: the step, the threshold, the share of examples on CoT, how many
 switched each way, the share on CoT per kind of keyphrase (``kind:<kind>``) and per kind of post
@@ -390,7 +392,7 @@ class ReplayForms(TargetForms):
 
     def __init__(self, schedule: Mapping[int, int], eligible: Sequence[str], seed: int = 0):
         super().__init__("direct", seed=seed)
-        self.schedule = {int(k): int(v) for k, v in schedule.items()}
+        self.schedule = schedule if isinstance(schedule, LiveSchedule) else {int(k): int(v) for k, v in schedule.items()}
         self.eligible = set(eligible)
         self.short = 0  # steps where the batch had fewer eligible examples than the schedule asked
 
@@ -408,6 +410,86 @@ class ReplayForms(TargetForms):
     def of(cls, ledger, eligible: Sequence[str], seed: int = 0) -> "ReplayForms":
         """The replay of the run whose ledger is ``ledger``."""
         return cls(ledger.exposure(), eligible, seed)
+
+
+class ExposureFeed(TrainerCallback):
+    """Writes a run's CoT example-visits per step to ``path`` as training goes (a line
+    ``"<step> <visits>"`` when each optimizer step ends, steps without a CoT visit included, then
+    ``"end"``), for a :class:`LiveSchedule` in a control that trains beside the run."""
+
+    def __init__(self, ledger, path: str | os.PathLike):
+        self.ledger, self.path, self._seen = ledger, Path(path), 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = int(state.global_step) - 1  # the ledger's step of the batches that just trained
+        new = self.ledger.history[self._seen:]
+        self._seen = len(self.ledger.history)
+        visits = sum(h[2] == "cot" for h in new if h[0] == step)
+        with open(self.path, "a") as f:
+            f.write(f"{step} {visits}\n")
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.close(self.path)
+        return control
+
+    @staticmethod
+    def close(path: str | os.PathLike, failed: bool = False) -> None:
+        """End the feed (``failed``: the reference run stopped with an error; the control stops too)."""
+        with open(path, "a") as f:
+            f.write("failed\n" if failed else "end\n")
+
+
+class LiveSchedule(Mapping):
+    """The reference run's CoT example-visits per step as its :class:`ExposureFeed` writes them
+    (the ``schedule`` of a :class:`ReplayForms`): :meth:`get` of a step not written yet waits for it
+    (polling every ``poll`` seconds, at most ``timeout``); a step the feed ended without is 0."""
+
+    def __init__(self, path: str | os.PathLike, timeout: float = 6 * 3600, poll: float = 0.005):
+        self.path, self.timeout, self.poll = Path(path), timeout, poll
+        self._visits: dict[int, int] = {}
+        self._offset, self._ended = 0, False
+
+    def _read(self) -> None:
+        if not self.path.is_file():
+            return
+        with open(self.path) as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        done = chunk[:chunk.rfind("\n") + 1]  # whole lines only
+        self._offset += len(done)
+        for line in done.splitlines():
+            if line == "failed":
+                raise RuntimeError(f"the reference run stopped with an error ({self.path})")
+            if line == "end":
+                self._ended = True
+            elif line:
+                step, visits = map(int, line.split())
+                self._visits[step] = visits
+
+    def get(self, step: int, default: int = 0) -> int:
+        import time
+
+        deadline = time.monotonic() + self.timeout
+        while step not in self._visits and not self._ended:
+            self._read()
+            if step in self._visits or self._ended:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no exposure for step {step} in {self.path} after {self.timeout} s")
+            time.sleep(self.poll)
+        return self._visits.get(step, default)
+
+    def __getitem__(self, step: int) -> int:
+        return self.get(step)
+
+    def __iter__(self):
+        return iter(dict(self._visits))
+
+    def __len__(self) -> int:
+        return len(self._visits)
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:

@@ -288,38 +288,120 @@ def same_training(params: dict, **expected) -> bool:
 # --------------------------------------------------------------------------------------------
 def dynamic_run(model_path: str, train: Sequence[Example], valid: Sequence[Example] | None,
                 settings: training.SFTSettings, lora: dict, output_dir: str | os.PathLike, rationales: dict[str, str],
-                policy, seed: int = 0, verbose: bool = True, **load_kwargs):
+                policy, seed: int = 0, verbose: bool = True, exposure_feed: str | os.PathLike | None = None,
+                **load_kwargs):
     """A Dynamic CoT run: :class:`~mmkp_helpers.dynamic_cot.DynamicCoTPolicy` with ``policy``
     (settings or their dict) decides the forms as :func:`train_run` trains. Returns ``(model,
     processor, TrainResult, policy, ledger)``; the ledger holds every visit (its CoT visits are the
-    run's exposure, which :func:`replay_run` replays) and is saved beside the adapter."""
-    from .dynamic_cot import DynamicCoTPolicy
+    run's exposure, which :func:`replay_run` replays) and is saved beside the adapter.
+    ``exposure_feed``: a file the exposure is written to step by step
+    (:class:`~mmkp_helpers.dynamic_cot.ExposureFeed`), for a control training beside it."""
+    from .dynamic_cot import DynamicCoTPolicy, ExposureFeed
 
     records = collate.make_records(train, rationales)
     forms, ledger = collate.TargetForms(seed=seed), training.LossLedger()
     the_policy = DynamicCoTPolicy(records, forms, ledger, policy)
+    callbacks = [the_policy] + ([ExposureFeed(ledger, exposure_feed)] if exposure_feed else [])
     model, processor, result = train_run(model_path, train, valid, settings, lora, output_dir, rationales=rationales,
-                                         forms=forms, ledger=ledger, callbacks=[the_policy], seed=seed, verbose=verbose,
+                                         forms=forms, ledger=ledger, callbacks=callbacks, seed=seed, verbose=verbose,
                                          **load_kwargs)
     (Path(output_dir) / training.LEDGER_FILENAME).write_text(json.dumps(ledger.to_dict()))
     return model, processor, result, the_policy, ledger
 
 
-def replay_run(reference_ledger: training.LossLedger, model_path: str, train: Sequence[Example],
+def replay_run(reference, model_path: str, train: Sequence[Example],
                valid: Sequence[Example] | None, settings: training.SFTSettings, lora: dict,
                output_dir: str | os.PathLike, rationales: dict[str, str], seed: int = 0, verbose: bool = True,
                **load_kwargs):
     """The exposure-matched control of a run: the same recipe and seed (so the same batches), with
-    as many CoT example-visits at every step as the reference run's ledger holds, on examples drawn
-    at random in each batch (:class:`~mmkp_helpers.dynamic_cot.ReplayForms`). Returns ``(model,
-    processor, TrainResult, forms, ledger)``."""
+    as many CoT example-visits at every step as the reference run had, on examples drawn at random
+    in each batch (:class:`~mmkp_helpers.dynamic_cot.ReplayForms`). ``reference``: the reference
+    run's ledger, or its visits per step (e.g. a :class:`~mmkp_helpers.dynamic_cot.LiveSchedule`
+    while it trains). Returns ``(model, processor, TrainResult, forms, ledger)``."""
     from .dynamic_cot import ReplayForms
 
-    forms = ReplayForms.of(reference_ledger, [ex.id for ex in train if ex.id in rationales], seed)
+    eligible = [ex.id for ex in train if ex.id in rationales]
+    forms = (ReplayForms.of(reference, eligible, seed) if isinstance(reference, training.LossLedger)
+             else ReplayForms(reference, eligible, seed))
     ledger = training.LossLedger()
     model, processor, result = train_run(model_path, train, valid, settings, lora, output_dir, rationales=rationales,
                                          forms=forms, ledger=ledger, seed=seed, verbose=verbose, **load_kwargs)
     return model, processor, result, forms, ledger
+
+
+def _run_in_worker(which: str, kwargs: dict, threads: int):
+    """One run of :func:`dynamic_with_replay` in a spawned worker (as :func:`_train_in_worker`):
+    ``(TrainResult, policy or replay forms, ledger)``, the model left behind (its adapter is saved)."""
+    import contextlib
+    import dataclasses
+
+    import torch
+
+    from .dynamic_cot import LiveSchedule
+
+    torch.set_num_threads(threads)
+    Path(kwargs["output_dir"]).mkdir(parents=True, exist_ok=True)
+    kwargs = dict(kwargs, settings=dataclasses.replace(kwargs["settings"], progress=False), verbose=False)
+    with open(Path(kwargs["output_dir"]) / "train.log", "w") as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        if which == "dynamic":
+            _, _, result, policy, ledger = dynamic_run(**kwargs)
+            return result, policy, ledger
+        feed = kwargs.pop("exposure_feed")
+        _, _, result, forms, ledger = replay_run(LiveSchedule(feed), **kwargs)
+        forms.schedule = {k: v for k, v in forms.schedule.items() if v}  # what it replayed, as the ledger has it
+        return result, forms, ledger
+
+
+def dynamic_with_replay(model_path: str, train: Sequence[Example], valid: Sequence[Example] | None,
+                        settings: training.SFTSettings, lora: dict, output_dir: str | os.PathLike,
+                        control_dir: str | os.PathLike, rationales: dict[str, str], policy, seed: int = 0,
+                        workers: int = 1, **load_kwargs):
+    """A Dynamic CoT run (:func:`dynamic_run`, in ``output_dir``) and its exposure-matched replay
+    control (:func:`replay_run`, in ``control_dir``). Returns ``(result, policy, ledger,
+    control_result, replay_forms, control_ledger)``; the adapters are in ``<dir>/adapter`` (load
+    them with :func:`mmkp_helpers.adapters.load_adapter`).
+
+    ``workers`` 1: one after another in this process. 2: side by side in two spawned workers with
+    half of this process's torch threads each: the dynamic run writes its CoT example-visits as each
+    step ends (``<control_dir>/reference_exposure.txt``) and the control, one step behind, reads
+    them (:class:`~mmkp_helpers.dynamic_cot.LiveSchedule`). Either way the control replays the same
+    visits at the same steps, so the numbers are the same (on a GPU keep 1: the runs would share it)."""
+    import gc
+
+    import torch
+
+    common = dict(model_path=model_path, train=train, valid=valid, settings=settings, lora=lora,
+                  rationales=rationales, seed=seed, **load_kwargs)
+    if int(workers) <= 1:
+        model, _, result, the_policy, ledger = dynamic_run(output_dir=output_dir, policy=policy, **common)
+        del model
+        gc.collect()
+        model, _, c_result, replay, c_ledger = replay_run(ledger, output_dir=control_dir, **common)
+        del model
+        gc.collect()
+        return result, the_policy, ledger, c_result, replay, c_ledger
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .dynamic_cot import ExposureFeed
+
+    feed = Path(control_dir) / "reference_exposure.txt"
+    feed.parent.mkdir(parents=True, exist_ok=True)
+    feed.write_text("")
+    threads = max(1, torch.get_num_threads() // 2)
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        reference = pool.submit(_run_in_worker, "dynamic", dict(common, output_dir=output_dir, policy=policy,
+                                                                exposure_feed=feed), threads)
+        control = pool.submit(_run_in_worker, "replay", dict(common, output_dir=control_dir, exposure_feed=feed),
+                              threads)
+        try:
+            result, the_policy, ledger = reference.result()
+        except BaseException:
+            ExposureFeed.close(feed, failed=True)  # the control stops instead of waiting
+            raise
+        c_result, replay, c_ledger = control.result()
+    return result, the_policy, ledger, c_result, replay, c_ledger
 
 
 def auto_decode(model, processor, valid: Sequence[Example], test: Sequence[Example], max_new_tokens_cot: int,

@@ -160,3 +160,30 @@ def summarize(generations: Sequence, examples: dict, seen_accounts: set[str] | N
             counts[group].update(k for k, v in flags.items() if v)
     return {group: {"posts": c["posts"], **{k: round(c[k] / c["posts"], 4) for k in KEYS}}
             for group, c in sorted(counts.items())}
+
+
+def own_answers(generations: Sequence, baseline: Sequence, examples: dict) -> dict:
+    """Does a CoT model answer on its own, or write one template and a direct model's answer? Per
+    ``needs`` kind and over ``all`` posts: ``posts``; ``same_answer``, on how many its keyphrases
+    are the ``baseline`` generation's of the same post (the same list in the same order, e.g. SFT's
+    answer); ``distinct``, how many different texts its generations are (``raw``, rationale and
+    answer together); ``largest``, how many posts share its most frequent text. ``generations``
+    and ``baseline``: dicts or objects with ``id``, ``raw`` and ``keyphrases`` (or ``prediction``,
+    as generation files store them); ``examples``: id -> example. Plain counts, not shares."""
+    def get(g, key):
+        return g.get(key) if isinstance(g, dict) else getattr(g, key, None)
+
+    def answer(g):
+        kps = get(g, "keyphrases")
+        return list(kps if kps is not None else get(g, "prediction") or [])
+
+    base = {get(b, "id"): answer(b) for b in baseline}
+    texts: dict[str, Counter] = defaultdict(Counter)
+    same: Counter = Counter()
+    for g in generations:
+        ex = examples[get(g, "id")]
+        for group in ("all", f"needs:{(ex.meta or {}).get('needs', '-')}"):
+            texts[group][get(g, "raw")] += 1
+            same[group] += answer(g) == base[get(g, "id")]
+    return {group: {"posts": sum(c.values()), "same_answer": same[group], "distinct": len(c),
+                    "largest": max(c.values())} for group, c in sorted(texts.items())}

@@ -157,6 +157,27 @@ def test_what_the_committed_sweep_supports():
     assert reasoned["needs:text"] == 1.0 > reasoned["needs:composition"]
 
 
+SWEEP_POSTS = ROOT / "results" / "bench" / "cot_seeds_per_post_cpu2.json"
+
+
+def test_the_sweeps_student_gives_sfts_answer():
+    """What the committed sweep's post-by-post counts support (notebook 04, the README): on every
+    seed Fine-tune-CoT's answer line is SFT's, keyphrase for keyphrase, on more than 96% of the test
+    posts and on over 90% of the composition posts; its text and image posts' generations are
+    mostly copies (fewer than 60% distinct texts; one text written on 25 posts or more), while
+    nearly every composition post gets a text of its own (over 85% distinct, none on more than 2)."""
+    seeds = json.loads(SWEEP_POSTS.read_text())
+    assert sorted(seeds) == ["0", "1", "2", "3"]
+    for groups in seeds.values():
+        kinds = [groups[f"needs:{k}"] for k in ("text", "image", "composition")]
+        assert sum(g["same_answer"] for g in kinds) / sum(g["posts"] for g in kinds) > 0.96
+        text, image, comp = kinds
+        assert comp["same_answer"] / comp["posts"] > 0.9 and text["same_answer"] / text["posts"] > 0.98
+        for g in (text, image):
+            assert g["distinct"] < 0.6 * g["posts"] and g["largest"] >= 25
+        assert comp["distinct"] > 0.85 * comp["posts"] and comp["largest"] <= 2
+
+
 @pytest.mark.skipif(not FORMER.is_file(), reason="the former recipe's sweep")
 def test_what_the_former_recipes_sweep_supported():
     """What the former default recipe's 4-seed sweep showed (docs/measured_figures.md; the studies were
@@ -255,6 +276,11 @@ def test_per_post_counts_where_the_method_scores_higher(tmp_path):
                                                                                      n["needs:composition"], 0.0)
     # every generation opened <think>; the empty answers of the composition posts are not well-formed
     assert text["opened"] == text["well_formed"] == n["needs:text"] and comp["well_formed"] == 0
+    # SFT's answer (its first keyphrase) where a text post has one keyphrase; one empty template for
+    # every composition post, never SFT's answer
+    assert text["same_answer"] == n["needs:text"] - many and comp["same_answer"] == 0
+    assert (comp["distinct"], comp["largest"]) == (1, n["needs:composition"])
+    assert text["distinct"] == len({tuple(ex.keyphrases) for ex in test if ex.id in text_ids})
     # the account groups partition the test posts; the clean split leaves one account's posts all in test
     groups = {g: sum(reading.account_group(ex, seen) == g for ex in test) for g in ("signed:seen", "signed:unseen",
                                                                                   "unsigned")}

@@ -129,3 +129,34 @@ def test_every_record_says_which_well_formed_rationales_follow_from_themselves()
                           [gen(good, 0), gen(contradicts, 1)], scores, examples=[ex])
     comp = r["rationale_reading"]["needs:composition"]
     assert comp["well_formed"] == 1.0 and comp["coherent"] == 0.5 and comp["incoherent"] == 0.5
+
+
+def test_own_answers_counts_a_baselines_answer_and_copied_texts():
+    """reading.own_answers: per kind of post and over all, on how many posts the answer is the
+    baseline's (same keyphrases, same order), how many different texts were written, and how many
+    posts share the most frequent one; generation objects and generation-file dicts read alike."""
+    from types import SimpleNamespace
+
+    from mmkp_helpers import reading
+
+    ex = lambda i, needs: SimpleNamespace(id=i, meta={"needs": needs})  # noqa: E731
+    examples = {e.id: e for e in (ex("a", "text"), ex("b", "text"), ex("c", "composition"), ex("d", "composition"),
+                                  ex("e", "composition"))}
+    template = "<think>the picture shows a circle: red hat.</think>\nKeyphrases: red hat"
+    cot = [SimpleNamespace(id="a", raw="<think>the text names a bike: bike.</think>\nKeyphrases: bike", keyphrases=["bike"]),
+           SimpleNamespace(id="b", raw="<think>the text names a trip: trip.</think>\nKeyphrases: trip", keyphrases=["trip"]),
+           SimpleNamespace(id="c", raw=template, keyphrases=["red hat"]),
+           SimpleNamespace(id="d", raw=template, keyphrases=["red hat"]),
+           SimpleNamespace(id="e", raw=template, keyphrases=["red hat"])]
+    sft = [{"id": "a", "prediction": ["bike"]}, {"id": "b", "prediction": ["trip", "snow"]},
+           {"id": "c", "prediction": ["red hat"]}, {"id": "d", "prediction": ["blue hat"]},
+           {"id": "e", "prediction": ["red hat"]}]
+    got = reading.own_answers(cot, sft, examples)
+    assert got["needs:text"] == {"posts": 2, "same_answer": 1, "distinct": 2, "largest": 1}
+    assert got["needs:composition"] == {"posts": 3, "same_answer": 2, "distinct": 1, "largest": 3}
+    assert got["all"] == {"posts": 5, "same_answer": 3, "distinct": 3, "largest": 3}
+    # the order of the keyphrases counts: the same set in another order is another answer line
+    sft[1]["prediction"] = ["trip"]
+    cot[0].keyphrases = ["bike", "trip"]
+    sft[0]["prediction"] = ["trip", "bike"]
+    assert reading.own_answers(cot, sft, examples)["needs:text"]["same_answer"] == 1

@@ -53,6 +53,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from mmkp_helpers.bench import run_jobs
@@ -213,7 +214,10 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
     are well-formed (:func:`mmkp_helpers.rationale.check`): where reasoning helped, and where its
     rationales fail. ``tagged_<method>``: on how many posts each method answered a tag (any of the
     benchmark's account tags); ``own_signature``: on how many ``method``'s generation writes the
-    post's own signature ("via cedar"): whether a signed post's account was read."""
+    post's own signature ("via cedar"): whether a signed post's account was read. ``same_answer``:
+    on how many ``method``'s answer is ``baseline``'s (the same keyphrases in the same order);
+    ``distinct`` and ``largest``: how many different texts ``method`` wrote, and how many posts share
+    its most frequent one (:func:`mmkp_helpers.reading.own_answers`)."""
     from mmkp_helpers import data, overlap, rationale, reading
     from mmkp_helpers.decision import post_f1
     from mmkp_helpers.synthetic import SIGNATURE, TAGS
@@ -230,6 +234,7 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
         gens = [{g["id"]: g for g in map(json.loads, f.read_text().splitlines()) if g}
                 for f in (folder / "generations-free.jsonl", base)]
         counts: dict = {}
+        texts: dict = {}
         for ex in test:
             g = gens[0][ex.id]
             a, b = (post_f1(p[ex.id]["prediction"], ex) for p in gens)
@@ -237,7 +242,7 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
             for group in (f"needs:{ex.meta.get('needs', '-')}", reading.account_group(ex, seen_accounts)):
                 c = counts.setdefault(group, {"higher": 0, "lower": 0, "posts": 0, method: 0.0, baseline: 0.0,
                                               "well_formed": 0, "opened": 0, f"tagged_{method}": 0,
-                                              f"tagged_{baseline}": 0, "own_signature": 0})
+                                              f"tagged_{baseline}": 0, "own_signature": 0, "same_answer": 0})
                 c["higher"] += a > b
                 c["lower"] += a < b
                 c["posts"] += 1
@@ -249,6 +254,10 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
                     c[f"tagged_{name}"] += bool(set(gen["prediction"]) & set(TAGS))
                 series = (ex.meta.get("truth") or {}).get("series")
                 c["own_signature"] += bool(series) and f"{SIGNATURE} {series}" in g["raw"]
+                c["same_answer"] += g["prediction"] == gens[1][ex.id]["prediction"]
+                texts.setdefault(group, []).append(g["raw"])
+        for group, raws in texts.items():
+            counts[group]["distinct"], counts[group]["largest"] = len(set(raws)), max(Counter(raws).values())
         for c in counts.values():
             c[method], c[baseline] = round(c[method] / c["posts"], 4), round(c[baseline] / c["posts"], 4)
         out[seed] = dict(sorted(counts.items()))
