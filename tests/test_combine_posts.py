@@ -179,3 +179,24 @@ def test_what_the_combine_probe_of_the_default_recipe_supports():
         named = sum(r["colour_named"] for r in one)
         assert sum(r["colour_named"] for r in rr) < named < 28 and sum(r["colour_named"] == 0 for r in one) == 2
         assert all(r["colour_named"] <= r["rule_right"] for r in one)
+
+
+def test_what_dynamic_cot_on_the_combine_benchmark_supports():
+    """docs/measured_figures.md: the default Dynamic CoT variant (benefit) with notebook 05's settings
+    on the combine benchmark (green held out). It reasons on every seed (on the default benchmark on
+    1 of 4), but not where reasoning has room: more often on the text posts than on the combine or
+    composition posts on average; q stays in a band narrower than 0.15 on every seed, and as a
+    predictor of where forced thinking scores higher it is near chance (mean AUC under 0.6)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "bench" / "combine_default_dynamic_cpu2.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2, 3]
+    for r in rows:
+        assert r["method"] == "dynamic_cot" and r["decoding"] == "auto" and r["policy"]["variant"] == "benefit"
+        assert r["overrides"] == {"synthetic_options": {"p_image": 0.25, "p_combine": 0.2}, "heldout_combines": ["green"]}
+        assert r["steps"] == 800 and r["think_share"] > 0 and r["q"]["max"] - r["q"]["min"] < 0.15
+    mean = lambda f: sum(map(f, rows)) / len(rows)  # noqa: E731
+    share = {k: mean(lambda r: r["think_share_by_subset"][f"needs:{k}"]) for k in ("text", "combine", "composition")}
+    assert share["text"] > share["combine"] > share["composition"] > 0
+    assert mean(lambda r: r["q_auc_thinking_helps"]) < 0.6
