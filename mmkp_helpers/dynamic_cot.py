@@ -24,6 +24,14 @@ a post's kind (what the input shows) predicts it. With ``permute=True`` the labe
 are shuffled among the examples that had both forms (the same number on CoT): the control that
 keeps everything but *which* examples reason.
 
+**The variant that asks whether reasoning makes the answer right** (``correct``, a study). The same
+warm-up in both forms; at its end the model being trained decodes every example with a rationale
+twice, greedily, forced to reason and forced to answer directly (a ``judge``, e.g. the one
+:func:`mmkp_helpers.experiment.dynamic_run` builds), and an example goes to CoT when its post F1@M
+after a rationale is above its direct one by more than ``f1_margin``: the label is whether thinking
+changes the answer's correctness (as AdaptThink and TON label or reward it), not a loss.
+``permute`` shuffles these labels too.
+
 **The readings of "gamma on the SFT loss"** (decisions every ``interval`` steps after a warm-up of
 ``warmup_epochs`` of direct targets; windows of ``window_epochs`` >= 1 epoch, so each example has a
 loss in the window; no decision after the last optimiser step):
@@ -70,7 +78,9 @@ from transformers import TrainerCallback
 
 from .collate import BOTH, TargetForms, TrainRecord
 
-VARIANTS = ("benefit", "per_example", "quantile", "global", "random")
+VARIANTS = ("benefit", "correct", "per_example", "quantile", "global", "random")
+#: The variants that warm up in both forms and decide once, at the end of the warm-up.
+BOTH_FORMS = ("benefit", "correct")
 POLICY_FILENAME = "dynamic_cot_policy.json"
 
 
@@ -79,7 +89,8 @@ class PolicySettings:
     """The knobs of :class:`DynamicCoTPolicy` (see the module docstring for what each variant reads)."""
     variant: str = "benefit"
     margin: float = 0.1           # benefit: CoT when direct answer loss - CoT answer loss > margin (nats/token)
-    permute: bool = False         # benefit: shuffle the decision's labels (the permuted control)
+    permute: bool = False         # benefit, correct: shuffle the decision's labels (the permuted control)
+    f1_margin: float = 0.0        # correct: CoT when the post F1@M after a rationale - the direct one > this
     gamma: float = 1.0            # loss threshold (per_example, global; logged start value for quantile)
     warmup_epochs: float = 2.0    # before the first decision (benefit: both forms; others: direct)
     interval: int = 100           # steps between two decisions (not benefit: it decides once)
@@ -98,14 +109,14 @@ class PolicySettings:
         if self.window_epochs < 1.0:
             raise ValueError(f"window_epochs={self.window_epochs}: a decision needs at least one epoch of losses, "
                              "so that every example has one")
-        if self.warmup_epochs < (2.0 if self.variant == "benefit" else self.window_epochs):
-            raise ValueError(f"warmup_epochs={self.warmup_epochs} is too short: benefit needs 2 epochs (a visit in "
+        if self.warmup_epochs < (2.0 if self.variant in BOTH_FORMS else self.window_epochs):
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} is too short: {self.variant} needs 2 epochs (a visit in "
                              f"each form), the other variants a whole window ({self.window_epochs} epochs)")
         for name in ("quantile", "mix_share", "share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1]")
-        if self.permute and self.variant != "benefit":
-            raise ValueError("permute is the control of the benefit variant")
+        if self.permute and self.variant not in BOTH_FORMS:
+            raise ValueError(f"permute is the control of the {' and '.join(BOTH_FORMS)} variants")
 
     @classmethod
     def from_dict(cls, values: dict) -> "PolicySettings":
@@ -127,6 +138,7 @@ class Decision:
     mean_direct_loss: float | None = None
     cot_visits: int = 0                      # CoT example-visits up to this decision
     answer_losses: dict[str, dict] = field(default_factory=dict)  # benefit: per kind of post
+    judged: dict[str, dict] = field(default_factory=dict)  # correct: both decodings' F1@M per kind of post
     switched_to_cot: list[str] = field(default_factory=list)
     switched_to_direct: list[str] = field(default_factory=list)
 
@@ -157,12 +169,13 @@ class DynamicCoTPolicy(TrainerCallback):
     begins; give it to call :meth:`decide` by hand, as tests do)."""
 
     def __init__(self, records: Sequence[TrainRecord], forms: TargetForms, ledger,
-                 settings: PolicySettings | dict | None = None, epoch_steps: int | None = None):
+                 settings: PolicySettings | dict | None = None, epoch_steps: int | None = None, judge=None):
         settings = settings or PolicySettings()
         self.settings = PolicySettings.from_dict(settings) if isinstance(settings, dict) else settings
         self.settings.check()
         self.forms = forms
         self.ledger = ledger
+        self.judge = judge  # correct: (model, ids) -> {id: (F1@M after a rationale, direct F1@M)}
         self.ids = [r.id for r in records]
         self.eligible = {r.id for r in records if r.cot is not None}
         self.groups = {r.id: example_groups(r) for r in records}
@@ -170,7 +183,7 @@ class DynamicCoTPolicy(TrainerCallback):
         self.switched_once: set[str] = set()  # global/random: the one-time switch happened
         self.epoch_steps = epoch_steps
         self.max_steps: int | None = None
-        start = BOTH if self.settings.variant == "benefit" else "direct"
+        start = BOTH if self.settings.variant in BOTH_FORMS else "direct"
         forms.update({i: start if i in self.eligible else "direct" for i in self.ids})
         forms.set_default("direct")
 
@@ -184,7 +197,7 @@ class DynamicCoTPolicy(TrainerCallback):
         """Steps of ledger history a decision reads: ``window_epochs``; for ``benefit`` the whole
         warm-up (its two forms come from visits in different epochs)."""
         window = int(round(self.settings.window_epochs * self._epoch()))
-        return max(window, self.warmup_steps) if self.settings.variant == "benefit" else window
+        return max(window, self.warmup_steps) if self.settings.variant in BOTH_FORMS else window
 
     def _epoch(self) -> int:
         if self.epoch_steps is None:
@@ -198,7 +211,7 @@ class DynamicCoTPolicy(TrainerCallback):
             return False
         if step < self.warmup_steps:
             return False
-        if self.settings.variant == "benefit":
+        if self.settings.variant in BOTH_FORMS:
             return step == self.warmup_steps
         return (step - self.warmup_steps) % self.settings.interval == 0
 
@@ -211,8 +224,11 @@ class DynamicCoTPolicy(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         step = int(state.global_step)
         if self.is_decision_step(step):
-            self.decide(step)
+            self.decide(step, model=kwargs.get("model"))
         return control
+
+    def __getstate__(self) -> dict:  # picklable: a run trained in a worker returns its policy, not its judge
+        return {k: v for k, v in self.__dict__.items() if k != "judge"} | {"judge": None}
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -267,11 +283,7 @@ class DynamicCoTPolicy(TrainerCallback):
         direct, cot = rel["direct"], rel["cot"]
         raw_direct, raw_cot = self._recent(step, "direct", answer=True), self._recent(step, "cot", answer=True)
         both = sorted(i for i in self.eligible if i in direct and i in cot)
-        labels = {i: ("cot" if direct[i] - cot[i] > s.margin else "direct") for i in both}
-        if s.permute:
-            shuffled = [labels[i] for i in both]
-            random.Random(f"{s.seed}-permute-{step}").shuffle(shuffled)
-            labels = dict(zip(both, shuffled))
+        labels = self._permuted({i: ("cot" if direct[i] - cot[i] > s.margin else "direct") for i in both}, step)
         forms = {i: labels.get(i, "direct") for i in self.ids}
         summary: dict[str, dict] = {}
         for i in both:
@@ -287,17 +299,56 @@ class DynamicCoTPolicy(TrainerCallback):
                 row[k] = round(row[k] / row["n"], 4)
         return forms, summary
 
-    def decide(self, step: int) -> Decision:
-        """Apply the variant's rule at ``step``; returns (and logs) the decision."""
+    def _permuted(self, labels: dict[str, str], step: int) -> dict[str, str]:
+        """``labels`` as they are, or (``permute``) shuffled among the same examples."""
+        if not self.settings.permute:
+            return labels
+        ids = sorted(labels)
+        shuffled = [labels[i] for i in ids]
+        random.Random(f"{self.settings.seed}-permute-{step}").shuffle(shuffled)
+        return dict(zip(ids, shuffled))
+
+    def correct_labels(self, step: int, model=None) -> tuple[dict[str, str], dict[str, dict]]:
+        """``(id -> form, both decodings' mean F1@M and the posts sent to CoT by kind of post)`` of
+        the correct rule at ``step``: the ``judge`` decodes every example with a rationale both ways
+        with ``model``; CoT where the F1@M after a rationale beats the direct one by more than
+        ``f1_margin`` (permuted when ``permute``)."""
+        if self.judge is None:
+            raise ValueError("the correct variant needs a judge: (model, ids) -> {id: (F1@M after a rationale, "
+                             "direct F1@M)}, as experiment.dynamic_run builds")
+        ids = sorted(self.eligible)
+        scores = self.judge(model, ids)
+        labels = self._permuted({i: "cot" if scores[i][0] - scores[i][1] > self.settings.f1_margin else "direct"
+                                 for i in ids}, step)
+        summary: dict[str, dict] = {}
+        for i in ids:
+            for g in (g for g in self.groups[i] if g.startswith("needs:")):
+                row = summary.setdefault(g, {"n": 0, "think_f1": 0.0, "direct_f1": 0.0, "helps": 0, "to_cot": 0})
+                row["n"] += 1
+                row["think_f1"] += scores[i][0]
+                row["direct_f1"] += scores[i][1]
+                row["helps"] += scores[i][0] - scores[i][1] > self.settings.f1_margin
+                row["to_cot"] += labels[i] == "cot"
+        for row in summary.values():
+            row["think_f1"], row["direct_f1"] = round(row["think_f1"] / row["n"], 4), round(row["direct_f1"] / row["n"], 4)
+        return {i: labels.get(i, "direct") for i in self.ids}, summary
+
+    def decide(self, step: int, model=None) -> Decision:
+        """Apply the variant's rule at ``step`` (``model``: the model being trained, which the
+        ``correct`` variant's judge decodes with); returns (and logs) the decision."""
         s = self.settings
         direct = self._recent(step, "direct")
         mean_direct = sum(direct.values()) / len(direct) if direct else None
         changes: dict[str, str] = {}
         gamma: float | None = s.gamma
         answer_losses: dict[str, dict] = {}
+        judged: dict[str, dict] = {}
         if s.variant == "benefit":
             changes, answer_losses = self.benefit_labels(step)
             gamma = s.margin
+        elif s.variant == "correct":
+            changes, judged = self.correct_labels(step, model)
+            gamma = s.f1_margin
         elif s.variant in ("per_example", "quantile"):
             if s.variant == "quantile":
                 losses = sorted(direct.values())
@@ -327,7 +378,8 @@ class DynamicCoTPolicy(TrainerCallback):
         decision = Decision(step=step, gamma=None if gamma is None else float(gamma), cot_share=self.cot_share(),
                             to_cot=len(to_cot), to_direct=len(to_direct), by_kind=self.share_by_kind(),
                             mean_direct_loss=mean_direct, cot_visits=sum(self.ledger.exposure().values()),
-                            answer_losses=answer_losses, switched_to_cot=to_cot, switched_to_direct=to_direct)
+                            answer_losses=answer_losses, judged=judged, switched_to_cot=to_cot,
+                            switched_to_direct=to_direct)
         self.log.append(decision)
         return decision
 

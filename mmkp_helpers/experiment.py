@@ -286,21 +286,58 @@ def same_training(params: dict, **expected) -> bool:
 # --------------------------------------------------------------------------------------------
 # Dynamic CoT: a policy run, its exposure-matched control, and auto decoding
 # --------------------------------------------------------------------------------------------
+class DecodeJudge:
+    """The ``correct`` Dynamic CoT variant's judge: ``judge(model, ids)`` decodes those training
+    posts greedily with the model being trained, forced to reason and forced to answer directly
+    (the budgets of notebooks 04 and 05), and returns ``{id: (F1@M after a rationale, direct
+    F1@M)}``; the model is left ready to train on."""
+
+    def __init__(self, model_path: str, examples: Sequence[Example], max_new_tokens_cot: int = 96,
+                 max_new_tokens: int = 32, batch_size: int = 64, prompt_keyphrases: int = 5,
+                 min_pixels: int | None = None, max_pixels: int | None = None):
+        from .architecture import load_processor
+
+        self.examples = {ex.id: ex for ex in examples}
+        self.processor = load_processor(model_path, min_pixels=min_pixels, max_pixels=max_pixels)
+        self.budgets = (max_new_tokens_cot, max_new_tokens)
+        self.kw = dict(prompt="direct", batch_size=batch_size, prompt_keyphrases=prompt_keyphrases, progress=False)
+
+    def __call__(self, model, ids: Sequence[str]) -> dict[str, tuple[float, float]]:
+        from .decision import post_f1
+
+        examples = [self.examples[i] for i in ids]
+        was_training = model.training
+        model.eval()
+        try:
+            think, direct = (inference.generate(model, self.processor, examples, mode=mode, max_new_tokens=budget,
+                                                **self.kw) for mode, budget in zip(("think", "direct"), self.budgets))
+        finally:
+            modeling.fix_bnb_cpu_training(model)
+            model.train(was_training)
+        return {ex.id: (post_f1(t.keyphrases, ex), post_f1(d.keyphrases, ex)) for ex, t, d in zip(examples, think, direct)}
+
+
 def dynamic_run(model_path: str, train: Sequence[Example], valid: Sequence[Example] | None,
                 settings: training.SFTSettings, lora: dict, output_dir: str | os.PathLike, rationales: dict[str, str],
                 policy, seed: int = 0, verbose: bool = True, exposure_feed: str | os.PathLike | None = None,
-                **load_kwargs):
+                judge_budgets: tuple[int, int] = (96, 32), **load_kwargs):
     """A Dynamic CoT run: :class:`~mmkp_helpers.dynamic_cot.DynamicCoTPolicy` with ``policy``
     (settings or their dict) decides the forms as :func:`train_run` trains. Returns ``(model,
     processor, TrainResult, policy, ledger)``; the ledger holds every visit (its CoT visits are the
     run's exposure, which :func:`replay_run` replays) and is saved beside the adapter.
     ``exposure_feed``: a file the exposure is written to step by step
-    (:class:`~mmkp_helpers.dynamic_cot.ExposureFeed`), for a control training beside it."""
-    from .dynamic_cot import DynamicCoTPolicy, ExposureFeed
+    (:class:`~mmkp_helpers.dynamic_cot.ExposureFeed`), for a control training beside it. The
+    ``correct`` variant decodes the training posts with a :class:`DecodeJudge` (``judge_budgets``:
+    the rationale's and the direct answer's token budgets)."""
+    from .dynamic_cot import DynamicCoTPolicy, ExposureFeed, PolicySettings
 
     records = collate.make_records(train, rationales)
     forms, ledger = collate.TargetForms(seed=seed), training.LossLedger()
-    the_policy = DynamicCoTPolicy(records, forms, ledger, policy)
+    variant = (PolicySettings.from_dict(policy) if isinstance(policy, dict) else policy or PolicySettings()).variant
+    judge = (DecodeJudge(model_path, train, *judge_budgets, prompt_keyphrases=settings.prompt_keyphrases,
+                         min_pixels=load_kwargs.get("min_pixels"), max_pixels=load_kwargs.get("max_pixels"))
+             if variant == "correct" else None)
+    the_policy = DynamicCoTPolicy(records, forms, ledger, policy, judge=judge)
     callbacks = [the_policy] + ([ExposureFeed(ledger, exposure_feed)] if exposure_feed else [])
     model, processor, result = train_run(model_path, train, valid, settings, lora, output_dir, rationales=rationales,
                                          forms=forms, ledger=ledger, callbacks=callbacks, seed=seed, verbose=verbose,

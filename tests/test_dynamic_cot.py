@@ -66,7 +66,7 @@ def test_benefit_labels_the_posts_whose_answer_is_learned_better_with_the_ration
     perm = DynamicCoTPolicy(recs, TargetForms(), ledger, PolicySettings(permute=True, seed=1), epoch_steps=50)
     perm.decide(100)
     assert len(perm.cot_ids()) == 2 and set(perm.cot_ids()) <= {"e0", "e1", "e2", "e3"}
-    with pytest.raises(ValueError, match="permute is the control of the benefit variant"):
+    with pytest.raises(ValueError, match="permute is the control of the benefit and correct variants"):
         PolicySettings(variant="quantile", permute=True).check()
     with pytest.raises(ValueError, match="benefit needs 2 epochs"):
         PolicySettings(warmup_epochs=1.5).check()
@@ -182,6 +182,41 @@ def test_replay_matches_the_exposure_step_by_step():
     assert ReplayForms.of(ledger, ids).schedule == {1: 2, 4: 1} == ledger.exposure()
 
 
+def test_correct_labels_the_posts_a_rationale_makes_right():
+    """The correct variant: both forms in the warm-up, one decision at its end; the judge's F1@M after a
+    rationale against the direct one decides: e0 and e3 are better with a rationale by more than the
+    margin, e1 by exactly the margin (not more), e2 worse, e4 equal; e5 has no rationale and is never
+    judged. Permuted: the same number of posts on CoT, among the judged ones. No judge: a clear error."""
+    recs = _records(n=6, without_rationale=(5,))
+    scores = {"e0": (1.0, 0.5), "e1": (0.6, 0.5), "e2": (0.2, 0.9), "e3": (0.8, 0.0), "e4": (0.7, 0.7)}
+    asked = []
+
+    def judge(model, ids):
+        asked.append((model, list(ids)))
+        return {i: scores[i] for i in ids}
+
+    forms = TargetForms()
+    policy = DynamicCoTPolicy(recs, forms, LossLedger(), PolicySettings(variant="correct", f1_margin=0.1),
+                              epoch_steps=50, judge=judge)
+    assert {forms[r.id] for r in recs[:5]} == {BOTH} and forms["e5"] == "direct"
+    assert policy.is_decision_step(100) and not policy.is_decision_step(150) and not policy.is_decision_step(99)
+    d = policy.decide(100, model="the model")
+    assert asked == [("the model", ["e0", "e1", "e2", "e3", "e4"])]
+    assert policy.cot_ids() == ["e0", "e3"] and d.to_cot == 2 and d.gamma == 0.1
+    assert {forms[i] for i in ("e1", "e2", "e4", "e5")} == {"direct"}
+    assert d.judged["needs:text"] == {"n": 3, "think_f1": 0.6333, "direct_f1": 0.7, "helps": 1, "to_cot": 1}
+    assert d.judged["needs:composition"]["to_cot"] == d.judged["needs:composition"]["helps"] == 1
+    permuted = DynamicCoTPolicy(recs, TargetForms(), LossLedger(), PolicySettings(variant="correct", f1_margin=0.1,
+                                                                                  permute=True),
+                                epoch_steps=50, judge=judge)
+    permuted.decide(100)
+    assert len(permuted.cot_ids()) == 2 and set(permuted.cot_ids()) <= set(scores)
+    with pytest.raises(ValueError, match="needs a judge"):
+        DynamicCoTPolicy(recs, TargetForms(), LossLedger(), PolicySettings(variant="correct"), epoch_steps=50).decide(100)
+    with pytest.raises(ValueError, match="too short"):
+        PolicySettings(variant="correct", warmup_epochs=1.0).check()
+
+
 # ------------------------------------------------------------------ in training
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory):
@@ -268,3 +303,27 @@ def test_benefit_run_and_its_replayed_control(tiny_model_dir, examples, tmp_path
                                            max_steps=8, decision_loss="balanced")
     assert control_ledger.exposure() == ledger.exposure() and replay.short == 0
     assert control.steps == run.steps == 8
+
+
+@pytest.mark.slow
+def test_a_correct_run_decodes_with_the_model_being_trained(tiny_model_dir, examples, tmp_path):
+    """experiment.dynamic_run with the correct variant: at the end of the warm-up its DecodeJudge
+    decodes every post with a rationale both ways with the model being trained; training goes on
+    after it in the forms it chose, and the run's policy comes back picklable (for a worker)."""
+    import pickle
+
+    from mmkp_helpers import experiment
+
+    settings = SFTSettings(learning_rate=3e-3, max_steps=6, batch_size=4, logging_steps=1, save_steps=100, warmup=0,
+                           lr_scheduler="constant", seed=0, progress=False)
+    rationales = {ex.id: f"the text says {ex.keyphrases[0]}" for ex in examples}
+    _, _, result, policy, ledger = experiment.dynamic_run(
+        str(tiny_model_dir), examples, None, settings, {"r": 8, "alpha": 16, "dropout": 0.0}, tmp_path / "run",
+        rationales, PolicySettings(variant="correct", warmup_epochs=2.0), seed=0, verbose=False, judge_budgets=(8, 4))
+    assert result.steps == 6 and [d.step for d in policy.log] == [4]
+    judged = policy.log[0].judged
+    assert sum(v["n"] for v in judged.values()) == len(examples)
+    assert all(0.0 <= v["think_f1"] <= 1.0 and 0.0 <= v["direct_f1"] <= 1.0 for v in judged.values())
+    after = [h for h in ledger.history if h[0] >= 4]
+    assert after and all(h[2] == policy.forms[h[1]] for h in after)  # what trained after it is what it chose
+    assert pickle.loads(pickle.dumps(policy)).judge is None

@@ -112,7 +112,7 @@ def _run(job: dict) -> list[dict]:
 
     torch.set_num_threads(job["threads"])
     from mmkp_helpers import counterfactual, data, decision, experiment, inference, modeling, overlap, reading
-    from mmkp_helpers.dynamic_cot import PolicySettings
+    from mmkp_helpers.dynamic_cot import BOTH_FORMS, PolicySettings
     from mmkp_helpers.teacher import run_teacher
 
     method = job["method"]
@@ -166,7 +166,7 @@ def _run(job: dict) -> list[dict]:
     runs = [("dynamic_cot", policy)]
     if job["control"]:
         runs.append(("dynamic_replay", None))
-        if policy.variant == "benefit":
+        if policy.variant in BOTH_FORMS:
             runs.append(("dynamic_permuted", dataclasses.replace(policy, permute=True)))
     for name, settings_of_run in runs:
         t0 = time.perf_counter()
@@ -179,7 +179,9 @@ def _run(job: dict) -> list[dict]:
         else:
             model, processor, res, pol, ledger = experiment.dynamic_run(model_path, train, valid, dyn_settings, lora,
                                                                         out_dir, rationales, settings_of_run,
-                                                                        seed=job["seed"], verbose=False, **load)
+                                                                        seed=job["seed"], verbose=False,
+                                                                        judge_budgets=(p["max_new_tokens_cot"],
+                                                                                       p["max_new_tokens"]), **load)
             extra = {"policy": pol.to_dict()["settings"], "cot_share_final": round(pol.cot_share(), 4),
                      "cot_visits": sum(ledger.exposure().values()),
                      "policy_log": [{k: v for k, v in d.items() if not k.startswith("switched_")} for d in pol.log_records()]}
