@@ -393,7 +393,7 @@ def _run_in_worker(which: str, kwargs: dict, threads: int):
 def dynamic_with_replay(model_path: str, train: Sequence[Example], valid: Sequence[Example] | None,
                         settings: training.SFTSettings, lora: dict, output_dir: str | os.PathLike,
                         control_dir: str | os.PathLike, rationales: dict[str, str], policy, seed: int = 0,
-                        workers: int = 1, **load_kwargs):
+                        workers: int = 1, judge_budgets: tuple[int, int] = (96, 32), **load_kwargs):
     """A Dynamic CoT run (:func:`dynamic_run`, in ``output_dir``) and its exposure-matched replay
     control (:func:`replay_run`, in ``control_dir``). Returns ``(result, policy, ledger,
     control_result, replay_forms, control_ledger)``; the adapters are in ``<dir>/adapter`` (load
@@ -403,7 +403,8 @@ def dynamic_with_replay(model_path: str, train: Sequence[Example], valid: Sequen
     half of this process's torch threads each: the dynamic run writes its CoT example-visits as each
     step ends (``<control_dir>/reference_exposure.txt``) and the control, one step behind, reads
     them (:class:`~mmkp_helpers.dynamic_cot.LiveSchedule`). Either way the control replays the same
-    visits at the same steps, so the numbers are the same (on a GPU keep 1: the runs would share it)."""
+    visits at the same steps, so the numbers are the same (on a GPU keep 1: the runs would share it).
+    ``judge_budgets``: as :func:`dynamic_run`'s (the ``correct`` variant)."""
     import gc
 
     import torch
@@ -411,7 +412,8 @@ def dynamic_with_replay(model_path: str, train: Sequence[Example], valid: Sequen
     common = dict(model_path=model_path, train=train, valid=valid, settings=settings, lora=lora,
                   rationales=rationales, seed=seed, **load_kwargs)
     if int(workers) <= 1:
-        model, _, result, the_policy, ledger = dynamic_run(output_dir=output_dir, policy=policy, **common)
+        model, _, result, the_policy, ledger = dynamic_run(output_dir=output_dir, policy=policy,
+                                                           judge_budgets=judge_budgets, **common)
         del model
         gc.collect()
         model, _, c_result, replay, c_ledger = replay_run(ledger, output_dir=control_dir, **common)
@@ -429,7 +431,8 @@ def dynamic_with_replay(model_path: str, train: Sequence[Example], valid: Sequen
     threads = max(1, torch.get_num_threads() // 2)
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         reference = pool.submit(_run_in_worker, "dynamic", dict(common, output_dir=output_dir, policy=policy,
-                                                                exposure_feed=feed), threads)
+                                                                exposure_feed=feed, judge_budgets=judge_budgets),
+                                threads)
         control = pool.submit(_run_in_worker, "replay", dict(common, output_dir=control_dir, exposure_feed=feed),
                               threads)
         try:

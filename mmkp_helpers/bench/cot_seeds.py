@@ -63,7 +63,7 @@ COMPARED = ("all", "needs:text", "needs:composition", "text+image", "unseen:text
 NOTEBOOK = "04_fine_tune_cot"
 DYNAMIC_NOTEBOOK = "05_dynamic_cot"
 #: notebook 05's parameters that make its Dynamic CoT policy
-POLICY_PARAMETERS = ("variant", "margin", "warmup_epochs", "window_epochs", "interval", "gamma", "quantile", "mix_share",
+POLICY_PARAMETERS = ("variant", "margin", "f1_margin", "warmup_epochs", "window_epochs", "interval", "gamma", "quantile", "mix_share",
                      "share", "switch_back")
 
 

@@ -192,11 +192,14 @@ def base_captions(model_name: str, examples: list, max_new_tokens: int = 24) -> 
 
 def sweep_generations(work, tags, methods, seeds):
     """``(method, tag, seed, generations)`` for each run of ``bench.cot_seeds`` under ``work`` that
-    has free-decoding generations (dicts of its ``generations-free.jsonl``); missing runs are skipped."""
+    has free-decoding generations (dicts of its ``generations-free.jsonl``; a Dynamic CoT run's
+    ``generations-auto.jsonl``, its own decision); missing runs are skipped."""
     for tag in tags:
         for method in methods:
             for seed in seeds:
-                path = Path(work) / f"{method}-{tag}-{seed}" / "generations-free.jsonl"
+                folder = Path(work) / f"{method}-{tag}-{seed}"
+                path = next((f for f in (folder / "generations-free.jsonl", folder / "generations-auto.jsonl")
+                             if f.is_file()), folder / "generations-free.jsonl")
                 if path.is_file():
                     yield method, tag, seed, [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
