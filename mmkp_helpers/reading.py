@@ -18,7 +18,14 @@ composition post, in the answer's order). Per kind of post (``needs``) it counts
   from a misread picture can be coherent, and "red and red ... red and yellow make orange, so the
   car is purple: orange car" is well-formed but not coherent. Text posts (no colour to read) and
   rationales that read no colour are neither, so a text post's ``coherent`` share is 0 by
-  construction (:mod:`mmkp_helpers.bench.chain_coherence` counts the same per run).
+  construction (:mod:`mmkp_helpers.bench.chain_coherence` counts the same per run);
+- ``shapes_right`` / ``shapes_wrong``: it names shapes at places in the picture ("a red circle on the
+  left", "a green square in the centre") and every one is / not every one is the shape there
+  (:func:`mmkp_helpers.teacher.oracle.misread_shapes`; a rationale that names no shape, e.g. the
+  compact style's "centre red" or a text post's, is neither). The synthetic pictures have two
+  shapes only, so a rationale that guessed would be right on about half of the image posts. A
+  misread shape also fails ``reads_truly``; this flag isolates it, since a shape never changes
+  a keyphrase and so never changes a score.
 
 And how an answer that does not follow its rationale departs from it (a closed rationale with
 conclusions and a non-empty answer; at most one applies; keyphrases normalised as
@@ -43,7 +50,7 @@ from typing import Iterable, Sequence
 
 KEYS = ("opened", "well_formed", "reads_truly", "concludes_gold", "answer_follows", "answer_gold",
         "answer_gold_without_true_reading", "answer_is_final_list", "answer_drops", "answer_adds",
-        "coherent", "incoherent")
+        "coherent", "incoherent", "shapes_right", "shapes_wrong")
 
 #: How a rationale reads colours (:func:`chain`): two shapes by side or as a set, one in the centre,
 #: a combine post's text primary; its rule step; one colour kept.
@@ -106,7 +113,7 @@ def _norm(items: Iterable[str]) -> set[str]:
 def judge(raw: str, example, hit_limit: bool | None = None) -> dict[str, bool]:
     """The counts' flags for one generation of ``example`` (a synthetic post with its truth)."""
     from . import rationale
-    from .teacher.oracle import check_oracle_rationale
+    from .teacher.oracle import SHAPE_READ, check_oracle_rationale, misread_shapes
 
     check = rationale.check(raw, hit_limit)
     text = rationale.split_cot(raw)[0] if check.opened else ""
@@ -119,6 +126,8 @@ def judge(raw: str, example, hit_limit: bool | None = None) -> dict[str, bool]:
     departs = bool(check.opened and concluded and answer and not check.consistent)
     is_final = departs and answer == final
     drops = departs and not is_final and answer < set(concluded)
+    names_shapes = check.opened and bool(SHAPE_READ.search(text.lower()))
+    shapes_right = names_shapes and not misread_shapes(example, text)
     coherent = (chain(text, example.meta["truth"]["topic"])
                 if check.kind == "well_formed" and example.meta.get("needs") != "text" else None)
     return {"opened": check.opened, "well_formed": check.kind == "well_formed", "reads_truly": reads,
@@ -126,7 +135,8 @@ def judge(raw: str, example, hit_limit: bool | None = None) -> dict[str, bool]:
             "answer_gold": answer_gold, "answer_gold_without_true_reading": answer_gold and not reads,
             "answer_is_final_list": is_final, "answer_drops": drops,
             "answer_adds": departs and not is_final and not drops and not answer <= set(concluded),
-            "coherent": coherent is True, "incoherent": coherent is False}
+            "coherent": coherent is True, "incoherent": coherent is False,
+            "shapes_right": shapes_right, "shapes_wrong": names_shapes and not shapes_right}
 
 
 def accounts(examples: Iterable) -> set[str]:

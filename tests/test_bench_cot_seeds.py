@@ -178,6 +178,26 @@ def test_the_sweeps_student_gives_sfts_answer():
         assert comp["distinct"] > 0.85 * comp["posts"] and comp["largest"] <= 2
 
 
+def test_the_sweeps_student_does_not_read_the_shape_it_names():
+    """What the committed sweep's post-by-post counts support (notebook 04, section 10): the
+    Fine-tune-CoT student names a shape in every image post's rationale, but the shape it names
+    does not follow the picture. On no seed is it more than 2 points likelier to name "square" on
+    a square picture than on a circle picture, and on every seed it names the true shape on fewer
+    image posts than naming the test pictures' more frequent shape every time would. (Its rationales
+    are well-formed all the same: format, not reading.)"""
+    seeds = json.loads(SWEEP_POSTS.read_text())
+    assert sorted(seeds) == ["0", "1", "2", "3"]
+    for groups in seeds.values():
+        image = groups["needs:image"]
+        first = image["first_shape"]
+        assert image["names_shapes"] == image["posts"] == sum(sum(n.values()) for n in first.values())
+        share_square = {true: n.get("square", 0) / sum(n.values()) for true, n in first.items()}
+        assert share_square["square"] - share_square["circle"] < 0.02
+        frequent = max(sum(n.values()) for n in first.values())
+        assert image["shapes_right"] < frequent
+        assert groups["needs:text"]["names_shapes"] == 0
+
+
 @pytest.mark.skipif(not FORMER.is_file(), reason="the former recipe's sweep")
 def test_what_the_former_recipes_sweep_supported():
     """What the former default recipe's 4-seed sweep showed (docs/measured_figures.md; the studies were

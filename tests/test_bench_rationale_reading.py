@@ -131,6 +131,35 @@ def test_every_record_says_which_well_formed_rationales_follow_from_themselves()
     assert comp["well_formed"] == 1.0 and comp["coherent"] == 0.5 and comp["incoherent"] == 0.5
 
 
+def test_a_rationale_that_names_the_wrong_shape_does_not_read_truly():
+    """What the students write on image posts: the right colour and keyphrases after "a orange
+    square in the centre" when the picture has an orange circle. Well-formed and answering gold,
+    but it misread the picture: ``shapes_wrong``, not ``reads_truly``; the compact style names no
+    shape and is neither ``shapes_right`` nor ``shapes_wrong``; a text post naming none is neither."""
+    from mmkp_helpers import reading
+
+    posts = synthetic.generate(seed=0)["test_clean"]
+    ex = next(p for p in posts if p.meta["needs"] == "image")
+    truth = ex.meta["truth"]
+    shape, other = truth["shapes"][0], next(s for s in ("circle", "square") if s != truth["shapes"][0])
+    good = OracleTeacher(style="running").answer(ex).raw
+    flags = reading.judge(good, ex, False)
+    assert flags["reads_truly"] and flags["shapes_right"] and not flags["shapes_wrong"]
+    wrong = good.replace(f"{truth['colour']} {shape} in the centre", f"{truth['colour']} {other} in the centre")
+    assert wrong != good
+    flags = reading.judge(wrong, ex, False)
+    assert flags["well_formed"] and flags["answer_gold"] and flags["concludes_gold"]
+    assert not flags["reads_truly"] and flags["answer_gold_without_true_reading"]
+    assert flags["shapes_wrong"] and not flags["shapes_right"]
+    compact = reading.judge(OracleTeacher(style="compact").answer(ex).raw, ex, False)
+    assert compact["reads_truly"] and not compact["shapes_right"] and not compact["shapes_wrong"]
+    text = next(p for p in posts if p.meta["needs"] == "text")
+    flags = reading.judge(OracleTeacher(style="running").answer(text).raw, text, False)
+    assert not flags["shapes_right"] and not flags["shapes_wrong"]
+    s = reading.summarize([{"id": ex.id, "raw": raw, "hit_limit": False} for raw in (good, wrong)], {ex.id: ex})
+    assert s["needs:image"]["shapes_right"] == s["needs:image"]["shapes_wrong"] == 0.5
+
+
 def test_own_answers_counts_a_baselines_answer_and_copied_texts():
     """reading.own_answers: per kind of post and over all, on how many posts the answer is the
     baseline's (same keyphrases, same order), how many different texts were written, and how many

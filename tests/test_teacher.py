@@ -466,6 +466,37 @@ def test_check_catches_unfaithful_rationales(oracle_set):
     assert check_oracle_rationale(comp, mixed.replace(f"left {first}", f"left {other}"))  # a shape misread
 
 
+@pytest.mark.parametrize("style", ["verbose", "running", "described"])
+def test_the_check_reads_the_shape_a_rationale_names(oracle_set, style):
+    """A shape named at a place must be the one the picture has there: "a orange square in the
+    centre" on a post whose picture has an orange circle is a problem although the colour, and so
+    every keyphrase, is right (the students wrote exactly this); so is a shape named on a text
+    post's plain picture. The compact style names no shape and is not affected."""
+    from mmkp_helpers.teacher.oracle import misread_shapes
+
+    teacher = OracleTeacher(style=style)
+    image = next(e for e in oracle_set if e.meta["needs"] == "image")
+    shape = image.meta["truth"]["shapes"][0]
+    other = next(s for s in ("circle", "square") if s != shape)
+    good = teacher.answer(image).rationale
+    said = f"a {image.meta['truth']['colour']} {shape} in the centre"
+    assert said in good and check_oracle_rationale(image, good) == [] and misread_shapes(image, good) == []
+    wrong = good.replace(said, said.replace(shape, other))
+    assert misread_shapes(image, wrong) == [("in the centre", other, shape)]
+    assert check_oracle_rationale(image, wrong) == [f"it reads a {other} in the centre, where the picture has a {shape}"]
+    comp = next(e for e in oracle_set if e.meta["needs"] == "composition")
+    left, right = comp.meta["truth"]["shapes"]
+    (p_left, p_right), comp_good = comp.meta["truth"]["primaries"], teacher.answer(comp).rationale
+    flipped = comp_good.replace(f"{p_right} {right} on the right", f"{p_right} {'circle' if right == 'square' else 'square'} "
+                                "on the right")
+    assert flipped != comp_good and misread_shapes(comp, flipped)[0][:2] == ("on the right", flipped.split(
+        " on the right")[0].split()[-1]) and check_oracle_rationale(comp, flipped)
+    text = next(e for e in oracle_set if e.meta["needs"] == "text")
+    assert misread_shapes(text, "the picture shows a red circle in the centre") == [("in the centre", "circle", None)]
+    compact = OracleTeacher(style="compact").answer(image).rationale
+    assert not any(s in compact for s in ("circle", "square")) and check_oracle_rationale(image, compact) == []
+
+
 def test_noisy_oracle_error_rate(oracle_set):
     """Noise is drawn per example from a hash of (seed, id): a Bernoulli(0.3) per post, fixed
     once the seed is; a drawn post stays faithful when no noise kind applies to it (a text post

@@ -219,10 +219,16 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
     post's own signature ("via cedar"): whether a signed post's account was read. ``same_answer``:
     on how many ``method``'s answer is ``baseline``'s (the same keyphrases in the same order);
     ``distinct`` and ``largest``: how many different texts ``method`` wrote, and how many posts share
-    its most frequent one (:func:`mmkp_helpers.reading.own_answers`)."""
+    its most frequent one (:func:`mmkp_helpers.reading.own_answers`). ``names_shapes`` and
+    ``shapes_right``: on how many ``method``'s rationale names shapes at places in the picture, and
+    names every one truly (:func:`mmkp_helpers.reading.judge`'s ``shapes_right``; a shape changes no
+    keyphrase, so this reads the picture where no score looks); ``first_shape``: the shape the picture
+    has at its first place (the centre, or the left) against the one the rationale names there,
+    ``{true: {named: posts}}``, for the posts whose rationale names one."""
     from mmkp_helpers import data, overlap, rationale, reading
     from mmkp_helpers.decision import post_f1
     from mmkp_helpers.synthetic import SIGNATURE, TAGS
+    from mmkp_helpers.teacher.oracle import SHAPE_READ
 
     splits = overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]
     test = data.read_jsonl(splits["test"])
@@ -241,10 +247,13 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
             g = gens[0][ex.id]
             a, b = (post_f1(p[ex.id]["prediction"], ex) for p in gens)
             check = rationale.check(g["raw"], g.get("hit_limit"))
+            flags = reading.judge(g["raw"], ex, g.get("hit_limit"))
+            named = SHAPE_READ.findall(rationale.split_cot(g["raw"])[0].lower()) if check.opened else []
             for group in (f"needs:{ex.meta.get('needs', '-')}", reading.account_group(ex, seen_accounts)):
                 c = counts.setdefault(group, {"higher": 0, "lower": 0, "posts": 0, method: 0.0, baseline: 0.0,
                                               "well_formed": 0, "opened": 0, f"tagged_{method}": 0,
-                                              f"tagged_{baseline}": 0, "own_signature": 0, "same_answer": 0})
+                                              f"tagged_{baseline}": 0, "own_signature": 0, "same_answer": 0,
+                                              "names_shapes": 0, "shapes_right": 0})
                 c["higher"] += a > b
                 c["lower"] += a < b
                 c["posts"] += 1
@@ -257,11 +266,19 @@ def per_post(work: str | os.PathLike, results_dir: str | os.PathLike = "results/
                 series = (ex.meta.get("truth") or {}).get("series")
                 c["own_signature"] += bool(series) and f"{SIGNATURE} {series}" in g["raw"]
                 c["same_answer"] += g["prediction"] == gens[1][ex.id]["prediction"]
+                c["names_shapes"] += flags["shapes_right"] or flags["shapes_wrong"]
+                c["shapes_right"] += flags["shapes_right"]
+                if named:
+                    true = ((ex.meta.get("truth") or {}).get("shapes") or ["none"])[0]
+                    first = c.setdefault("first_shape", {}).setdefault(true, {})
+                    first[named[0][1]] = first.get(named[0][1], 0) + 1
                 texts.setdefault(group, []).append(g["raw"])
         for group, raws in texts.items():
             counts[group]["distinct"], counts[group]["largest"] = len(set(raws)), max(Counter(raws).values())
         for c in counts.values():
             c[method], c[baseline] = round(c[method] / c["posts"], 4), round(c[baseline] / c["posts"], 4)
+            if "first_shape" in c:
+                c["first_shape"] = {t: dict(sorted(n.items())) for t, n in sorted(c["first_shape"].items())}
         out[seed] = dict(sorted(counts.items()))
     return out
 

@@ -373,6 +373,27 @@ def _sentences(rationale: str) -> list[tuple[list[str], list[str]]]:
     return out
 
 
+#: A shape read at a place in the picture, as every style that names shapes writes it ("a red circle
+#: on the left", "a green square in the centre"): (said colour, shape, place).
+SHAPE_READ = re.compile(r"\b(\w+) ({}) (in the centre|on the left|on the right)\b".format("|".join(SHAPES)))
+_PLACE = {"in the centre": 0, "on the left": 0, "on the right": 1}
+
+
+def misread_shapes(example: Example, rationale: str | None) -> list[tuple[str, str, str | None]]:
+    """The shapes ``rationale`` names wrongly, as (place, shape said, true shape or None): every
+    ":data:`SHAPE_READ`" phrase must name the shape the picture has at that place (the centre and
+    the left are a post's first shape, the right its second; a place with no shape, e.g. on a text
+    post's plain picture, has None). The colour said there is checked elsewhere (the colour cue)."""
+    true = list((example.meta.get("truth") or {}).get("shapes") or [])
+    wrong = []
+    for _, shape, place in SHAPE_READ.findall((rationale or "").lower()):
+        index = _PLACE[place]
+        truth = true[index] if index < len(true) else None
+        if shape != truth:
+            wrong.append((place, shape, truth))
+    return wrong
+
+
 def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]:
     """The problems of ``rationale`` against a synthetic example's ground truth ([] = faithful).
 
@@ -388,7 +409,10 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
       shape> is Z" in it must be right (the post's primaries, their mix, the true colour); a
       sentence concluding another colour for the object is a problem too;
     - a scene: the sentence has "background" and the background's colour words (``dark blue``);
-    - a tag: the sentence has the account's name.
+    - a tag: the sentence has the account's name;
+    - anywhere: every shape it names at a place is the one there (:func:`misread_shapes`), so "a
+      orange square in the centre" on a post whose picture has an orange circle is a problem even
+      where the colour it concludes is right.
     Works for every style of :class:`OracleTeacher`."""
     cues = OracleTeacher._cues(example)
     truth = example.meta.get("truth") or {}
@@ -467,6 +491,9 @@ def check_oracle_rationale(example: Example, rationale: str | None) -> list[str]
             positions.append((found[0], kp))
         else:
             problems.append(why)
+    for place, said, truth in misread_shapes(example, rationale):
+        problems.append(f"it reads a {said} {place}, where the picture has "
+                        + (f"a {truth}" if truth else "no shape"))
     order = [i for i, _ in positions]
     if order != sorted(order):
         problems.append("keyphrases are justified out of the answer's order: "
