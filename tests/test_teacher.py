@@ -486,7 +486,7 @@ def test_the_check_reads_the_shape_a_rationale_names(oracle_set, style):
     assert check_oracle_rationale(image, wrong) == [f"it reads a {other} in the centre, where the picture has a {shape}"]
     comp = next(e for e in oracle_set if e.meta["needs"] == "composition")
     left, right = comp.meta["truth"]["shapes"]
-    (p_left, p_right), comp_good = comp.meta["truth"]["primaries"], teacher.answer(comp).rationale
+    p_right, comp_good = comp.meta["truth"]["primaries"][1], teacher.answer(comp).rationale
     flipped = comp_good.replace(f"{p_right} {right} on the right", f"{p_right} {'circle' if right == 'square' else 'square'} "
                                 "on the right")
     assert flipped != comp_good and misread_shapes(comp, flipped)[0][:2] == ("on the right", flipped.split(
