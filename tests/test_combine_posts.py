@@ -228,3 +228,34 @@ def test_what_the_correct_variant_on_the_combine_benchmark_supports():
     assert named(posts, "dynamic_cot default_combine_green_correct") == 20
     assert named(default_posts, "sft default_combine_green") == 0 and named(default_posts, "fine_tune_cot default_combine_green") == 1
     assert named(posts, "dynamic_cot default_combine_green") == 9
+
+
+def test_the_correct_variants_gain_on_the_combine_benchmark_is_its_training_schedules():
+    """docs/measured_figures.md, notebook 05: the correct-label study on the combine benchmark rerun
+    with its controls (the replay control: the same CoT exposure step by step; the permuted one: its
+    labels shuffled within each decision). The Dynamic CoT rows equal the run without controls in
+    every measure. Both controls keep over half of its gain over SFT on the combine posts (mean over
+    4 seeds); the replay control is above it there on 1 seed of 4, the permuted one names the held-out
+    mix on 18 posts against its 20 (the replay control on 10): the gain comes with the schedule
+    (both forms in the warm-up, then this much CoT exposure), not with which posts the label picks."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results" / "bench"
+    rows = [json.loads(line) for line in (root / "dynamic_correct_study_cpu2.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["tag"] == "default_combine_green_correct"]
+    by = {m: {r["seed"]: r for r in rows if r["method"] == m} for m in ("dynamic_cot", "dynamic_replay", "dynamic_permuted")}
+    assert all(sorted(v) == [0, 1, 2, 3] for v in by.values()) and len(rows) == 12
+    for seed, r in by["dynamic_replay"].items():
+        assert r["cot_visits"] == by["dynamic_cot"][seed]["cot_visits"] and r["replay_short_steps"] == 0
+    for seed, r in by["dynamic_permuted"].items():  # the same labels' count, shuffled: exposure within 2%
+        assert abs(r["cot_visits"] - by["dynamic_cot"][seed]["cot_visits"]) <= 0.02 * by["dynamic_cot"][seed]["cot_visits"]
+    sft = [r for r in map(json.loads, (root / "combine_default_probe_cpu2.jsonl").read_text().splitlines())
+           if r["tag"] == "default_combine_green" and r["method"] == "sft"]
+    mean = lambda rs: sum(r["F1@M"]["needs:combine"] for r in rs) / len(rs)  # noqa: E731
+    gain = {m: mean(list(v.values())) - mean(sft) for m, v in by.items()}
+    assert gain["dynamic_cot"] > 0.08 and min(gain["dynamic_replay"], gain["dynamic_permuted"]) > 0.5 * gain["dynamic_cot"]
+    assert sum(by["dynamic_replay"][s]["F1@M"]["needs:combine"] > by["dynamic_cot"][s]["F1@M"]["needs:combine"]
+               for s in range(4)) == 1
+    posts = json.loads((root / "combine_dynamic_posts_cpu2.json").read_text())["runs"]
+    named = lambda m: sum(posts[f"{m} default_combine_green_correct {s}"]["colour_named"] for s in range(4))  # noqa: E731
+    assert (named("dynamic_cot"), named("dynamic_permuted"), named("dynamic_replay")) == (20, 18, 10)
