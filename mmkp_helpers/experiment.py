@@ -192,13 +192,13 @@ def think_share_by_subset(generations: Sequence[inference.Generation], examples:
     by_id = {g.id: inference.opened_think(g) for g in generations}
     groups: dict[str, list[bool]] = {"all": [by_id[ex.id] for ex in examples]}
     for ex in examples:
-        kinds = {str(k) for k in ex.kinds.values()}
-        for kind in kinds:
+        for kind in sorted({str(k) for k in ex.kinds.values()}):  # sorted: the same key order in every process
             groups.setdefault(f"kind:{kind}", []).append(by_id[ex.id])
         if isinstance(ex.meta, dict) and ex.meta.get("needs"):
             groups.setdefault(f"needs:{ex.meta['needs']}", []).append(by_id[ex.id])
         if seen is not None:
-            for kind in {str(ex.kinds.get(kp)) for kp in ex.keyphrases if stem_phrase(kp) not in seen and kp in ex.kinds}:
+            unseen = {str(ex.kinds.get(kp)) for kp in ex.keyphrases if stem_phrase(kp) not in seen and kp in ex.kinds}
+            for kind in sorted(unseen):
                 groups.setdefault(f"unseen:{kind}", []).append(by_id[ex.id])
     return {k: sum(v) / len(v) for k, v in groups.items() if v}
 
