@@ -41,6 +41,8 @@ per :func:`account_group`: a post signed by an account that has no training post
 model can learn, and a rationale about them can only guess); :func:`mmkp_helpers.experiment.record` adds
 them to every record of a synthetic run (``rationale_reading``), and
 ``python -m mmkp_helpers.bench.rationale_reading`` computes them for generation files.
+:func:`verdicts` gives each generation one verdict, the first check it fails (notebook 04,
+sections 6 and 9), with the intervention on a changed reading as the last check.
 """
 from __future__ import annotations
 
@@ -197,3 +199,66 @@ def own_answers(generations: Sequence, baseline: Sequence, examples: dict) -> di
             same[group] += answer(g) == base[get(g, "id")]
     return {group: {"posts": sum(c.values()), "same_answer": same[group], "distinct": len(c),
                     "largest": max(c.values())} for group, c in sorted(texts.items())}
+
+
+#: The verdicts of :func:`verdicts`, in the order they are tried: the first that applies is given.
+VERDICTS = ("no rationale", "not well-formed", "reads the post wrongly", "ignores a changed reading",
+            "follows a changed reading", "reads truly, nothing changed")
+
+
+def verdicts(generations: Sequence, baseline: Sequence, examples: dict,
+             followed: dict[str, bool] | None = None) -> list[dict]:
+    """Does this generation reason, by the records? One row per generation of a CoT model, with
+    what each check found and one verdict (:data:`VERDICTS`, the first that applies):
+
+    - ``no rationale``: it did not open ``<think>``;
+    - ``not well-formed``: closed, loop-free and answer-consistent it is not (``kind`` says how);
+    - ``reads the post wrongly``: it fails the ground-truth check (:func:`judge`'s ``reads_truly``;
+      e.g. a misread shape, or a cue left out);
+    - ``ignores a changed reading`` / ``follows a changed reading``: it reads truly, and when the
+      same student continues a prefill that reads the picture otherwise
+      (:func:`mmkp_helpers.bench.rationale_intervention.changed_reading`, given as ``followed``:
+      id -> whether the answer holds the colour keyphrase the changed reading implies) its answer
+      does not / does follow that reading;
+    - ``reads truly, nothing changed``: it reads truly and ``followed`` has no entry for the post
+      (a text post has no picture reading to change).
+
+    Beside the verdict: ``answer_is_baseline`` (the answer line is the ``baseline`` generation's,
+    e.g. SFT's, as in :func:`own_answers`), ``copies`` (how many of ``generations`` are this
+    exact text), ``shape`` (``right``, ``wrong`` or ``-`` when no shape is named) and
+    ``answer_gold``. ``generations`` and ``baseline``: dicts or objects with ``id``, ``raw``,
+    ``hit_limit`` and ``keyphrases`` (or ``prediction``); ``examples``: id -> synthetic example."""
+    from . import rationale
+
+    def get(g, key):
+        return g.get(key) if isinstance(g, dict) else getattr(g, key, None)
+
+    def answer(g):
+        kps = get(g, "keyphrases")
+        return list(kps if kps is not None else get(g, "prediction") or [])
+
+    followed = followed or {}
+    base = {get(b, "id"): answer(b) for b in baseline}
+    copies = Counter(get(g, "raw") for g in generations)
+    rows = []
+    for g in generations:
+        i, raw = get(g, "id"), get(g, "raw")
+        ex = examples[i]
+        flags = judge(raw, ex, get(g, "hit_limit"))
+        kind = rationale.check(raw, get(g, "hit_limit")).kind
+        if not flags["opened"]:
+            verdict = VERDICTS[0]
+        elif not flags["well_formed"]:
+            verdict = VERDICTS[1]
+        elif not flags["reads_truly"]:
+            verdict = VERDICTS[2]
+        elif i in followed:
+            verdict = VERDICTS[4] if followed[i] else VERDICTS[3]
+        else:
+            verdict = VERDICTS[5]
+        rows.append({"id": i, "needs": (ex.meta or {}).get("needs", "-"), "kind": kind or "-",
+                     "shape": "right" if flags["shapes_right"] else "wrong" if flags["shapes_wrong"] else "-",
+                     "answer_gold": flags["answer_gold"], "answer_is_baseline": answer(g) == base.get(i),
+                     "copies": copies[raw], "follows_changed": followed.get(i), "verdict": verdict})
+    return rows
+

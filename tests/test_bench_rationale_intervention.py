@@ -265,3 +265,18 @@ def test_a_heldout_mix_that_is_not_a_colour_is_refused_before_any_work(tmp_path)
         cot_seeds.main(["--seeds", "0", "--set", '{"heldout_mixes": ["green", "teal"]}', "--results-dir",
                         str(tmp_path / "results"), "--work", str(tmp_path / "work")])
     assert not (tmp_path / "results").exists()
+
+
+def test_follows_says_per_post_whether_the_answer_holds_the_changed_readings_colour(posts, teacher):
+    """rationale_intervention.follows: per planned post, the answer holds the keyphrase the written
+    (changed) reading implies; the post's true colour keyphrase does not count; unplanned posts are
+    left out."""
+    plan = ri.interventions(posts, teacher)["changed"]
+    shaped = [ex for ex in posts if ex.id in plan]
+    yes, no = shaped[0], shaped[1]
+    gens = [_gen(yes.id, "reads", [plan[yes.id][1]]), _gen(no.id, "reads", [ri.colour_keyphrase(no)])]
+    gens += [_gen(ex.id, "reads", []) for ex in shaped[2:]]
+    text = [ex for ex in posts if ex.id not in plan]
+    got = ri.follows(posts, gens, plan)
+    assert got[yes.id] is True and got[no.id] is False and sum(got.values()) == 1
+    assert set(got) == {ex.id for ex in shaped} and text and not set(got) & {ex.id for ex in text}

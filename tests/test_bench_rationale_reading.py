@@ -189,3 +189,44 @@ def test_own_answers_counts_a_baselines_answer_and_copied_texts():
     cot[0].keyphrases = ["bike", "trip"]
     sft[0]["prediction"] = ["trip", "bike"]
     assert reading.own_answers(cot, sft, examples)["needs:text"]["same_answer"] == 1
+
+
+def test_each_generation_gets_the_verdict_of_the_first_check_it_fails():
+    """reading.verdicts, on constructed generations of real posts: no rationale, a loop (not
+    well-formed), a misread shape (reads wrongly), a true reading whose answer ignores / follows a
+    changed reading, and a text post with nothing to change; beside it the copies of each text,
+    whether the answer is the baseline's, and the shape named."""
+    from types import SimpleNamespace
+
+    from mmkp_helpers import reading
+
+    posts = synthetic.generate(seed=0)["test_clean"]
+    images = [p for p in posts if p.meta["needs"] == "image"][:5]
+    text = next(p for p in posts if p.meta["needs"] == "text")
+    oracle = OracleTeacher(style="running")
+    gen = lambda ex, raw, kps: SimpleNamespace(id=ex.id, raw=raw, hit_limit=False, keyphrases=kps)  # noqa: E731
+    good = {ex.id: oracle.answer(ex).raw for ex in images + [text]}
+    a, b, c, d, e = images
+    truth = b.meta["truth"]
+    other = next(s for s in ("circle", "square") if s != truth["shapes"][0])
+    misread = good[b.id].replace(f"{truth['colour']} {truth['shapes'][0]} in the centre", f"{truth['colour']} {other} in the centre")
+    assert misread != good[b.id]
+    loop = "<think>" + "the text names a hat. " * 4 + "</think>\nKeyphrases: hat"
+    gens = [gen(a, "Keyphrases: " + "; ".join(a.keyphrases), a.keyphrases),
+            gen(b, misread, b.keyphrases), gen(c, loop, ["hat"]),
+            gen(d, good[d.id], d.keyphrases), gen(e, good[e.id], e.keyphrases), gen(text, good[text.id], text.keyphrases)]
+    baseline = [{"id": g.id, "prediction": g.keyphrases} for g in gens]
+    baseline[4]["prediction"] = ["something else"]
+    rows = {r["id"]: r for r in reading.verdicts(gens, baseline, {p.id: p for p in posts},
+                                                 followed={d.id: False, e.id: True, b.id: True})}
+    assert [rows[p.id]["verdict"] for p in (a, b, c, d, e, text)] == [
+        "no rationale", "reads the post wrongly", "not well-formed",
+        "ignores a changed reading", "follows a changed reading", "reads truly, nothing changed"]
+    assert rows[c.id]["kind"] == "loop" and rows[a.id]["kind"] == "-"
+    assert rows[b.id]["shape"] == "wrong" and rows[d.id]["shape"] == "right" and rows[text.id]["shape"] == "-"
+    assert rows[d.id]["answer_is_baseline"] and not rows[e.id]["answer_is_baseline"]
+    assert rows[b.id]["follows_changed"] is True and rows[text.id]["follows_changed"] is None
+    assert all(r["copies"] == 1 for r in rows.values())
+    twice = reading.verdicts(gens + [SimpleNamespace(**{**vars(gens[3]), "id": e.id})], baseline, {p.id: p for p in posts})
+    assert twice[3]["copies"] == twice[-1]["copies"] == 2 and twice[3]["verdict"] == "reads truly, nothing changed"
+    assert set(reading.VERDICTS) >= {r["verdict"] for r in rows.values()}

@@ -64,25 +64,52 @@ def interventions(examples, teacher, seed: int = 0) -> dict[str, dict[str, tuple
     return out
 
 
-def tally(examples, generations, planned: dict[str, tuple[str, str]]) -> dict[str, dict[str, int]]:
-    """The counts (:data:`COUNTS`) per group of posts: ``all``, ``needs:<kind>``, ``heldout``."""
+def hits(example, generation, implied: str) -> dict[str, bool]:
+    """One post's flags: ``concludes_reading``, ``answer_reading`` and ``answer_picture`` (see the
+    module docstring) of the student's continuation ``generation`` of a prefill whose reading
+    implies the colour keyphrase ``implied``."""
     from mmkp_helpers.rationale import conclusions
 
+    concluded = conclusions(generation.reasoning or "") or []
+    answer = [k.lower() for k in generation.keyphrases]
+    return {"concludes_reading": implied in concluded, "answer_reading": implied in answer,
+            "answer_picture": colour_keyphrase(example) in answer}
+
+
+def follows(examples, generations, planned: dict[str, tuple[str, str]]) -> dict[str, bool]:
+    """Per post of ``planned`` (one condition of :func:`interventions`): does the answer of the
+    student's continuation hold the keyphrase its written reading implies?"""
+    by_id = {g.id: g for g in generations}
+    return {ex.id: hits(ex, by_id[ex.id], planned[ex.id][1])["answer_reading"] for ex in examples if ex.id in planned}
+
+
+def changed_reading(model, processor, examples, teacher, max_new_tokens: int, prompt_keyphrases: int,
+                    batch_size: int = 64) -> tuple[dict[str, bool], list]:
+    """The ``changed`` condition on a loaded student, for one run (notebook 04's own model):
+    ``({id: answer follows the changed reading}, continuations)`` for the posts of ``examples``
+    with shapes. ``teacher``: the oracle, in the style the student was trained on."""
+    from mmkp_helpers import inference
+
+    plan = interventions(examples, teacher)["changed"]
+    shaped = [ex for ex in examples if ex.id in plan]
+    gens = inference.generate(model, processor, shaped, "direct", batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              prompt_keyphrases=prompt_keyphrases, progress=False,
+                              prefills={i: text for i, (text, _) in plan.items()})
+    return follows(shaped, gens, plan), gens
+
+
+def tally(examples, generations, planned: dict[str, tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """The counts (:data:`COUNTS`) per group of posts: ``all``, ``needs:<kind>``, ``heldout``."""
     by_id = {g.id: g for g in generations}
     groups: dict[str, dict[str, int]] = {}
     for ex in examples:
         if ex.id not in planned:
             continue
-        g = by_id[ex.id]
-        implied = planned[ex.id][1]
-        concluded = conclusions(g.reasoning or "") or []
-        answer = [k.lower() for k in g.keyphrases]
-        hits = {"posts": 1, "concludes_reading": implied in concluded, "answer_reading": implied in answer,
-                "answer_picture": colour_keyphrase(ex) in answer}
+        flags = {"posts": True, **hits(ex, by_id[ex.id], planned[ex.id][1])}
         names = ["all", f"needs:{ex.meta['needs']}"] + (["heldout"] if ex.meta.get("heldout") else [])
         for name in names:
             group = groups.setdefault(name, dict.fromkeys(COUNTS, 0))
-            for k, v in hits.items():
+            for k, v in flags.items():
                 group[k] += int(v)
     return groups
 
