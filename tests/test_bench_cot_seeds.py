@@ -85,6 +85,8 @@ def test_the_committed_sweep_is_complete_and_summarised():
         if r["method"] == "dynamic_replay":
             dyn = next(x for x in rows if x["method"] == "dynamic_cot" and x["seed"] == r["seed"] and x["tag"] == r["tag"])
             assert r["cot_visits"] == dyn["cot_visits"] and r["replay_short_steps"] == 0
+    for r in rows:  # each row names the notebook whose settings it ran: the Dynamic CoT runs and controls 05's
+        assert r["notebook"] == ("05_dynamic_cot" if r["method"].startswith("dynamic") else "04_fine_tune_cot"), r["method"]
 
 
 def _line(method, seed, all_f1, unseen, tokens, decoding="free", wf=None, think=0.0, **extra):

@@ -86,8 +86,9 @@ def _row(job: dict, p: dict, name: str, decoding: str, gens, scores, test, seen,
     from mmkp_helpers import experiment
 
     method = "dynamic_cot" if name.startswith("dynamic") else "sft" if name == "sft" else "fine_tune_cot"
-    row = experiment.record(NOTEBOOK, method, decoding, "synthetic", "clean", gens, scores, examples=test, decoding=decoding,
-                            seen_accounts=job.get("seen_accounts"), **extra)
+    notebook = DYNAMIC_NOTEBOOK if method == "dynamic_cot" else NOTEBOOK  # the notebook whose settings it ran
+    row = experiment.record(notebook, method, decoding, "synthetic", "clean", gens, scores, examples=test,
+                            decoding=decoding, seen_accounts=job.get("seen_accounts"), **extra)
     row.update({"bench": "cot_seeds", "method": name, "tag": job["tag"], "seed": job["seed"], "steps": res.steps,
                 "train_s": round(train_s, 1), "final_loss": res.final_loss, "threads": job["threads"],
                 "model_name": p["model_name"], "rationale_style": None if teacher is None else p["rationale_style"],
