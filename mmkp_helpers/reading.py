@@ -262,3 +262,14 @@ def verdicts(generations: Sequence, baseline: Sequence, examples: dict,
                      "copies": copies[raw], "follows_changed": followed.get(i), "verdict": verdict})
     return rows
 
+
+def verdict_counts(rows: Sequence[dict]) -> dict:
+    """:func:`verdicts`' rows counted per group: ``all``, ``shaped`` (the posts with a picture to
+    read, every kind but text) and ``needs:<kind>``; each ``{"posts": n, <verdict>: count, ...}``
+    over all :data:`VERDICTS`."""
+    groups: dict[str, list[dict]] = {"all": list(rows), "shaped": [r for r in rows if r["needs"] != "text"]}
+    for r in rows:
+        groups.setdefault(f"needs:{r['needs']}", []).append(r)
+    return {g: {"posts": len(part), **{v: sum(r["verdict"] == v for r in part) for v in VERDICTS}}
+            for g, part in sorted(groups.items())}
+

@@ -1,0 +1,97 @@
+"""Does the sweep's student reason? Each free generation's verdict, on every seed of the sweep.
+
+    python -m mmkp_helpers.bench.rationale_verdicts --seeds 0 1 2 3 --tag default \
+        --out results/bench/rationale_verdicts_cpu2.json
+
+Notebook 04 (section 6) gives every free generation of its own run one verdict, the first check
+it fails (:func:`mmkp_helpers.reading.verdicts`): no rationale, not well-formed, reads the post
+wrongly (the ground-truth check), ignores a changed reading of the picture (the intervention of
+:mod:`mmkp_helpers.bench.rationale_intervention` on the same student), else follows it; a text
+post, with no picture reading to change, ends at "reads truly, nothing changed". That run is one
+seed. This bench gives the same verdicts for the sweep's runs (``bench.cot_seeds``: its
+Fine-tune-CoT adapter and free generations, and its SFT run's generations for "answer = SFT's"),
+so that what notebook 04 says about them rests on every seed. Nothing is trained; the only new
+generation is the intervention's (about 4 s a seed on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_seed(seed: int, work: str, tag: str, results_dir: str, batch_size: int = 64) -> dict:
+    """One seed's verdict counts (:func:`mmkp_helpers.reading.verdict_counts`) and, per verdict,
+    one raw generation of a post with a picture (the first in test order)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mmkp_helpers import data, experiment, modeling, overlap, reading, training
+    from mmkp_helpers.bench.rationale_intervention import changed_reading
+    from mmkp_helpers.teacher.oracle import OracleTeacher
+
+    run = Path(work) / f"fine_tune_cot-{tag}-{seed}"
+    files = [run / "adapter", run / "generations-free.jsonl", Path(work) / f"sft-{tag}-{seed}" / "generations-free.jsonl"]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} missing: run python -m mmkp_helpers.bench.cot_seeds --seeds {seed} "
+                                f"--methods sft fine_tune_cot --free-only --tag {tag} --work {work} first")
+    p = experiment.notebook_parameters("04_fine_tune_cot")
+    test = data.read_jsonl(overlap.prepare_splits("synthetic", results_dir, seed=0, verbose=False)["clean"]["test"])
+    cot, sft = _read(files[1]), _read(files[2])
+    if sorted(g["id"] for g in cot) != sorted(ex.id for ex in test):
+        raise ValueError(f"{files[1]} does not hold the generations of this benchmark's test posts")
+    model, processor = training.load_adapter(str(files[0]), base=modeling.resolve_model(p["model_name"]),
+                                             quantize_4bit=p["quantize_4bit"], min_pixels=p["min_pixels"],
+                                             max_pixels=p["max_pixels"])
+    followed, _ = changed_reading(model, processor, test, OracleTeacher(style=p["rationale_style"]),
+                                  p["max_new_tokens_cot"], p["prompt_keyphrases"], batch_size=batch_size)
+    rows = reading.verdicts(cot, sft, {ex.id: ex for ex in test}, followed)
+    raw = {g["id"]: g["raw"] for g in cot}
+    examples = {}
+    for r in rows:
+        if r["needs"] != "text" and r["verdict"] not in examples:
+            examples[r["verdict"]] = {"id": r["id"], "needs": r["needs"], "raw": raw[r["id"]]}
+    return {"seed": seed, "tag": tag, "counts": reading.verdict_counts(rows), "examples": examples,
+            "answer_is_sft": sum(r["answer_is_baseline"] for r in rows)}
+
+
+def summarize(path) -> dict:
+    """A committed report per tag: ``{tag: {"seeds": n, group: {verdict: [count per seed]}}}``."""
+    report = json.loads(Path(path).read_text())
+    out = {}
+    for tag, rows in report["runs"].items():
+        out[tag] = {"seeds": len(rows)}
+        for group in sorted(set.intersection(*(set(r["counts"]) for r in rows))):
+            out[tag][group] = {k: [r["counts"][group][k] for r in rows] for k in rows[0]["counts"][group]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--tag", default="default", help="the sweep's tag whose runs to judge")
+    parser.add_argument("--work", default=".cache/cot_seeds")
+    parser.add_argument("--results-dir", default="results/tiny")
+    parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = [run_seed(s, args.work, args.tag, args.results_dir) for s in args.seeds]
+    if args.out:  # one file holds every tag's runs: this tag's rows replace its earlier ones
+        out = Path(args.out)
+        report = json.loads(out.read_text()) if out.exists() else {"bench": "rationale_verdicts", "runs": {}}
+        report["runs"][args.tag] = [r | {"threads": args.threads} for r in rows]
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({r["seed"]: r["counts"]["shaped"] for r in rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

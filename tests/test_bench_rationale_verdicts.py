@@ -1,0 +1,55 @@
+"""The sweep's student judged per generation (bench.rationale_verdicts): what it needs, how it
+summarises, and what the committed run over the sweep's seeds supports."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmkp_helpers import reading
+from mmkp_helpers.bench import rationale_verdicts as rv
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "bench" / "rationale_verdicts_cpu2.json"
+
+
+def test_missing_runs_name_the_sweep_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bench.cot_seeds --seeds 2 --methods sft fine_tune_cot"):
+        rv.run_seed(2, str(tmp_path), "default", str(tmp_path))
+
+
+def test_verdict_counts_group_the_rows_and_summarize_lists_them_per_seed(tmp_path):
+    rows = [{"needs": n, "verdict": v} for n, v in [("text", "reads truly, nothing changed"), ("image", "not well-formed"),
+                                                    ("composition", "ignores a changed reading"), ("image", "no rationale")]]
+    counts = reading.verdict_counts(rows)
+    assert set(counts) == {"all", "shaped", "needs:text", "needs:image", "needs:composition"}
+    assert counts["shaped"]["posts"] == 3 and counts["shaped"]["reads truly, nothing changed"] == 0
+    assert counts["needs:image"] == {"posts": 2, **dict.fromkeys(reading.VERDICTS, 0), "not well-formed": 1,
+                                     "no rationale": 1}
+    assert all(c["posts"] == sum(c[v] for v in reading.VERDICTS) for c in counts.values())
+    other = reading.verdict_counts(rows[:2])
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"runs": {"default": [{"seed": 0, "counts": counts}, {"seed": 1, "counts": other}]}}))
+    s = rv.summarize(path)["default"]
+    assert s["seeds"] == 2 and "needs:composition" not in s  # only the groups every seed has
+    assert s["shaped"]["posts"] == [3, 1] and s["all"]["not well-formed"] == [1, 1]
+
+
+def test_what_the_committed_verdicts_support():
+    """On every seed of the sweep, no Fine-tune-CoT generation on a post with a picture both reads
+    the post truly and gives an answer that follows a changed reading: by these records the
+    student does not reason from what it writes. Most of them misread the post, and every one
+    that reads it truly ignores a changed reading."""
+    report = json.loads(RESULTS.read_text())
+    rows = report["runs"]["default"]
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2, 3]
+    for r in rows:
+        shaped = r["counts"]["shaped"]
+        assert shaped["posts"] == 328 == sum(shaped[v] for v in reading.VERDICTS)
+        assert shaped["follows a changed reading"] == 0 and shaped["reads truly, nothing changed"] == 0
+        assert shaped["reads the post wrongly"] > shaped["posts"] / 2 and shaped["ignores a changed reading"] > 0
+        assert r["counts"]["needs:text"]["posts"] == 212
+        assert set(r["examples"]) <= set(reading.VERDICTS) and "follows a changed reading" not in r["examples"]
+    s = rv.summarize(RESULTS)["default"]
+    assert s["seeds"] == 4 and max(s["shaped"]["follows a changed reading"]) == 0
