@@ -37,7 +37,8 @@ Three things live here, all plain text (no tokenizer, no model):
    bulleted, quoted, in brackets or markdown emphasis, under a markdown heading, and hashtags
    (``#GameOfThrones`` -> ``gameofthrones``). List items lose their explanations
    ("1. **Game of Thrones** – the show ...", "- *GoT*: ...", "GoT (...)"; hyphens inside words as
-   in "covid-19" stay); chat around the list (openers, "Let me know ...", "These capture ...",
+   in "covid-19" stay); an item that is only a label word ("**Hashtags**", "- tags") is a header,
+   never a keyphrase; chat around the list (openers, "Let me know ...", "These capture ...",
    "I hope this helps", refusals, prose sentences, an "Explanation:" section) is dropped.
    It never raises; output it cannot read (a refusal, nothing, reasoning cut off) becomes
    ``[]`` with ``parse_ok=False`` so callers can count failures.

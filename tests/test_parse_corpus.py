@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mmkp_helpers.prompts import parse_generation
+from mmkp_helpers.prompts import _LABEL_WORD, parse_generation
 
 GOT = ["game of thrones", "got", "hbo"]
 HARBOUR = ["sunset", "harbour", "golden hour"]
@@ -194,6 +194,9 @@ def test_chat_around_any_list_is_never_a_keyphrase(keyphrases, preamble, postamb
     # "a, b, or c" reads as three keyphrases (the Oxford comma), so in a comma list a keyphrase that
     # starts with "and" or "or" is ambiguous ("a, or a" is one keyphrase "a" twice): not generated there
     assume(fmt != "commas" or all(k.split()[0] not in ("and", "or") for k in keyphrases))
+    # a lone label word ("hashtags", "tags", "keywords") is read as a header, never as a keyphrase
+    # (test_a_lone_label_word_is_a_header_not_a_keyphrase): not generated as one
+    assume(not any(_LABEL_WORD.fullmatch(k) for k in keyphrases))
     body = FORMATS[fmt](keyphrases)
     joiner = " " if inline and preamble.endswith(":") and fmt in ("semicolons", "commas") else "\n"
     text = f"{preamble}{joiner}{body}\n\n{postamble}".strip()
@@ -206,3 +209,15 @@ def test_a_line_ending_with_a_colon_is_never_a_keyphrase(keyphrases, intro_words
     intro = " ".join(intro_words)
     parsed = parse_generation(f"{intro}:\n" + "\n".join(f"- {k}" for k in keyphrases))
     assert parsed.keyphrases == keyphrases
+
+
+def test_a_lone_label_word_is_a_header_not_a_keyphrase():
+    """An item that is only a label word ("**Hashtags**", "- tags") is a header of the list that
+    follows, never a keyphrase (a property test's example, "1. **Hashtags** – the hashtags in the
+    post", found that the property test must not generate one)."""
+    for word in ("hashtags", "Hashtags", "tags", "keywords", "keyphrases", "final answer"):
+        assert _LABEL_WORD.fullmatch(word.lower())
+        assert parse_generation(f"Sure! Here are the keyphrases:\n1. **{word}** - the {word} in the post\n2. **Cat** - a cat"
+                                ).keyphrases == ["cat"]
+        assert parse_generation(f"- {word}\n- cat").keyphrases == ["cat"]
+
