@@ -53,3 +53,18 @@ def test_what_the_committed_verdicts_support():
         assert set(r["examples"]) <= set(reading.VERDICTS) and "follows a changed reading" not in r["examples"]
     s = rv.summarize(RESULTS)["default"]
     assert s["seeds"] == 4 and max(s["shaped"]["follows a changed reading"]) == 0
+
+
+def test_a_tags_runs_replace_its_earlier_ones_and_keep_the_others(tmp_path):
+    """bench.save_tag_runs (rationale_verdicts and rationale_intervention write through it)."""
+    from mmkp_helpers.bench import adapter_probe_parser, save_tag_runs
+
+    out = tmp_path / "report.json"
+    save_tag_runs(str(out), "rationale_verdicts", "a", [{"seed": 0}], 2)
+    save_tag_runs(str(out), "rationale_verdicts", "b", [{"seed": 0}, {"seed": 1}], 1)
+    save_tag_runs(str(out), "rationale_verdicts", "a", [{"seed": 3}], 2)
+    report = json.loads(out.read_text())
+    assert report == {"bench": "rationale_verdicts", "runs": {"a": [{"seed": 3, "threads": 2}],
+                                                              "b": [{"seed": 0, "threads": 1}, {"seed": 1, "threads": 1}]}}
+    args = adapter_probe_parser("x", "y", lambda p: p.add_argument("--style")).parse_args(["--seeds", "1", "--style", "s"])
+    assert (args.seeds, args.tag, args.style, args.work, args.out) == ([1], "default", "s", ".cache/cot_seeds", "")

@@ -34,3 +34,35 @@ def emit_json(obj, out: str = "") -> int:
         Path(out).write_text(text + "\n")
     print(text)
     return 0
+
+
+def adapter_probe_parser(description: str, tag_help: str, extra=None):
+    """The command line of a bench that probes a sweep's saved runs (``bench.cot_seeds``' work
+    folder) seed by seed: ``--seeds --tag --work --results-dir --threads --out``, plus what
+    ``extra(parser)`` adds (between the two)."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--tag", default="default", help=tag_help)
+    if extra is not None:
+        extra(parser)
+    parser.add_argument("--work", default=".cache/cot_seeds")
+    parser.add_argument("--results-dir", default="results/tiny")
+    parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--out", default="")
+    return parser
+
+
+def save_tag_runs(out: str, bench: str, tag: str, rows: list, threads: int) -> None:
+    """Write a tag's per-seed ``rows`` into the report ``out`` (``{"bench", "runs": {tag: rows}}``),
+    where one file holds every tag's runs: this tag's rows replace its earlier ones."""
+    import json
+    from pathlib import Path
+
+    path = Path(out)
+    report = json.loads(path.read_text()) if path.exists() else {"bench": bench, "runs": {}}
+    report["runs"][tag] = [r | {"threads": threads} for r in rows]
+    path.write_text(json.dumps(report, indent=1) + "\n")
+

@@ -31,11 +31,12 @@ belong to the runs behind notebook 04's verdict; nothing is trained here.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+
+from mmkp_helpers.bench import adapter_probe_parser, save_tag_runs
 
 CONDITIONS = ("true", "changed")
 COUNTS = ("posts", "concludes_reading", "answer_reading", "answer_picture")
@@ -172,28 +173,21 @@ def summarize(path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    parser.add_argument("--tag", default="default", help="the sweep's tag whose Fine-tune-CoT adapters to probe")
-    parser.add_argument("--style", default=None, help="the rationale style the adapters were trained on "
-                                                      "(default: the notebooks')")
-    parser.add_argument("--model", default=None, help="the base model the adapters were trained on "
-                                                      "(default: the notebooks')")
-    parser.add_argument("--work", default=".cache/cot_seeds")
-    parser.add_argument("--results-dir", default="results/tiny")
-    parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
-    parser.add_argument("--out", default="")
-    args = parser.parse_args(argv)
+    def style_and_model(parser):
+        parser.add_argument("--style", default=None, help="the rationale style the adapters were trained on "
+                                                          "(default: the notebooks')")
+        parser.add_argument("--model", default=None, help="the base model the adapters were trained on "
+                                                          "(default: the notebooks')")
+
+    args = adapter_probe_parser(__doc__.split("\n\n")[0], "the sweep's tag whose Fine-tune-CoT adapters to probe",
+                                style_and_model).parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     rows = [run_seed(s, args.work, args.tag, args.results_dir, style=args.style, model_name=args.model)
             for s in args.seeds]
-    if args.out:  # one file holds every tag's run: this tag's rows replace its earlier ones
-        out = Path(args.out)
-        report = json.loads(out.read_text()) if out.exists() else {"bench": "rationale_intervention", "runs": {}}
-        report["runs"][args.tag] = [r | {"threads": args.threads} for r in rows]
-        out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.out:
+        save_tag_runs(args.out, "rationale_intervention", args.tag, rows, args.threads)
     print(json.dumps({c: {k: [round(x, 3) for x in shares(rows, c, "needs:composition", k)]
                           for k in COUNTS[1:]} for c in CONDITIONS}))
     return 0

@@ -15,11 +15,12 @@ generation is the intervention's (about 4 s a seed on 2 cores).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+
+from mmkp_helpers.bench import adapter_probe_parser, save_tag_runs
 
 
 def _read(path: Path) -> list[dict]:
@@ -72,23 +73,13 @@ def summarize(path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    parser.add_argument("--tag", default="default", help="the sweep's tag whose runs to judge")
-    parser.add_argument("--work", default=".cache/cot_seeds")
-    parser.add_argument("--results-dir", default="results/tiny")
-    parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
-    parser.add_argument("--out", default="")
-    args = parser.parse_args(argv)
+    args = adapter_probe_parser(__doc__.split("\n\n")[0], "the sweep's tag whose runs to judge").parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     rows = [run_seed(s, args.work, args.tag, args.results_dir) for s in args.seeds]
-    if args.out:  # one file holds every tag's runs: this tag's rows replace its earlier ones
-        out = Path(args.out)
-        report = json.loads(out.read_text()) if out.exists() else {"bench": "rationale_verdicts", "runs": {}}
-        report["runs"][args.tag] = [r | {"threads": args.threads} for r in rows]
-        out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.out:
+        save_tag_runs(args.out, "rationale_verdicts", args.tag, rows, args.threads)
     print(json.dumps({r["seed"]: r["counts"]["shaped"] for r in rows}))
     return 0
 
