@@ -216,12 +216,13 @@ def verdicts(generations: Sequence, baseline: Sequence, examples: dict,
     - ``reads the post wrongly``: it fails the ground-truth check (:func:`judge`'s ``reads_truly``;
       e.g. a misread shape, or a cue left out);
     - ``ignores a changed reading`` / ``follows a changed reading``: it reads truly, and when the
-      same student continues a prefill that reads the picture otherwise
-      (:func:`mmkp_helpers.bench.rationale_intervention.changed_reading`, given as ``followed``:
-      id -> whether the answer holds the colour keyphrase the changed reading implies) its answer
-      does not / does follow that reading;
+      same student continues a prefill that reads the post otherwise (the picture of a post with
+      shapes, the topic the text names on a text post:
+      :func:`mmkp_helpers.bench.rationale_intervention.changed_reading`, given as ``followed``:
+      id -> whether the answer holds the keyphrase the changed reading implies) its answer does
+      not / does follow that reading;
     - ``reads truly, nothing changed``: it reads truly and ``followed`` has no entry for the post
-      (a text post has no picture reading to change).
+      (no intervention was run on it).
 
     Beside the verdict: ``answer_is_baseline`` (the answer line is the ``baseline`` generation's,
     e.g. SFT's, as in :func:`own_answers`), ``copies`` (how many of ``generations`` are this

@@ -280,3 +280,38 @@ def test_follows_says_per_post_whether_the_answer_holds_the_changed_readings_col
     got = ri.follows(posts, gens, plan)
     assert got[yes.id] is True and got[no.id] is False and sum(got.values()) == 1
     assert set(got) == {ex.id for ex in shaped} and text and not set(got) & {ex.id for ex in text}
+
+
+@pytest.mark.parametrize("style", ["verbose", "running", "compact", "described", "unordered"])
+def test_a_text_posts_changed_reading_names_another_topic_that_its_text_does_not_hold(posts, style):
+    """rationale_intervention.text_interventions: every text post (and no other) gets the oracle's
+    rationale up to its reading of the text, with the topic swapped for one its text does not hold;
+    the rest of the prefill is the faithful rationale's, and the same seed draws the same topics."""
+    import re
+
+    from mmkp_helpers.synthetic import TOPICS
+    from mmkp_helpers.teacher.oracle import OracleTeacher
+
+    teacher = OracleTeacher(style=style)
+    plan = ri.text_interventions(posts, teacher)
+    text = [ex for ex in posts if ex.meta["needs"] == "text"]
+    assert set(plan) == {ex.id for ex in text} and text
+    for ex in text:
+        prefill, topic = plan[ex.id]
+        true = ex.meta["truth"]["topic"]
+        assert topic in TOPICS and topic != true and topic not in re.findall(r"[a-z]+", ex.text.lower())
+        assert prefill.startswith("<think>") and f" {topic}" in prefill and true not in re.findall(r"[a-z]+", prefill)
+        faithful = "<think>" + teacher.rationale_and_keyphrases(ex)[0]
+        swapped = re.sub(rf"\b{true}\b", topic, faithful)
+        assert swapped.startswith(prefill) and len(prefill) < len(swapped)
+    assert ri.text_interventions(posts, teacher) == plan
+    assert ri.text_interventions(posts, teacher, seed=1) != plan
+
+
+def test_follows_counts_a_text_post_that_answers_the_written_topic_not_the_texts(posts, teacher):
+    plan = ri.text_interventions(posts, teacher)
+    text = [ex for ex in posts if ex.id in plan]
+    yes, no = text[0], text[1]
+    gens = [_gen(yes.id, "reads", [plan[yes.id][1]]), _gen(no.id, "reads", [no.meta["truth"]["topic"]])]
+    gens += [_gen(ex.id, "reads", []) for ex in text[2:]]
+    assert ri.follows(posts, gens, plan) == {yes.id: True, no.id: False} | {ex.id: False for ex in text[2:]}

@@ -20,11 +20,11 @@ def test_missing_runs_name_the_sweep_to_run(tmp_path):
 
 
 def test_verdict_counts_group_the_rows_and_summarize_lists_them_per_seed(tmp_path):
-    rows = [{"needs": n, "verdict": v} for n, v in [("text", "reads truly, nothing changed"), ("image", "not well-formed"),
+    rows = [{"needs": n, "verdict": v} for n, v in [("text", "ignores a changed reading"), ("image", "not well-formed"),
                                                     ("composition", "ignores a changed reading"), ("image", "no rationale")]]
     counts = reading.verdict_counts(rows)
     assert set(counts) == {"all", "shaped", "needs:text", "needs:image", "needs:composition"}
-    assert counts["shaped"]["posts"] == 3 and counts["shaped"]["reads truly, nothing changed"] == 0
+    assert counts["shaped"]["posts"] == 3 and counts["shaped"]["ignores a changed reading"] == 1
     assert counts["needs:image"] == {"posts": 2, **dict.fromkeys(reading.VERDICTS, 0), "not well-formed": 1,
                                      "no rationale": 1}
     assert all(c["posts"] == sum(c[v] for v in reading.VERDICTS) for c in counts.values())
@@ -40,7 +40,9 @@ def test_what_the_committed_verdicts_support():
     """On every seed of the sweep, no Fine-tune-CoT generation on a post with a picture both reads
     the post truly and gives an answer that follows a changed reading: by these records the
     student does not reason from what it writes. Most of them misread the post, and every one
-    that reads it truly ignores a changed reading."""
+    that reads it truly ignores a changed reading. On the text posts, with the topic the text
+    names changed in the prefill, the answer keeps the text's topic on all but at most one post
+    of those read truly, on every seed: it copies the post, not what it wrote."""
     report = json.loads(RESULTS.read_text())
     rows = report["runs"]["default"]
     assert sorted(r["seed"] for r in rows) == [0, 1, 2, 3]
@@ -49,10 +51,15 @@ def test_what_the_committed_verdicts_support():
         assert shaped["posts"] == 328 == sum(shaped[v] for v in reading.VERDICTS)
         assert shaped["follows a changed reading"] == 0 and shaped["reads truly, nothing changed"] == 0
         assert shaped["reads the post wrongly"] > shaped["posts"] / 2 and shaped["ignores a changed reading"] > 0
-        assert r["counts"]["needs:text"]["posts"] == 212
+        text = r["counts"]["needs:text"]
+        assert text["posts"] == 212 == sum(text[v] for v in reading.VERDICTS) and text["reads truly, nothing changed"] == 0
+        assert text["follows a changed reading"] <= 1 and text["ignores a changed reading"] > text["posts"] / 2
         assert set(r["examples"]) <= set(reading.VERDICTS) and "follows a changed reading" not in r["examples"]
+        shown = {c["needs"] for c in r["continued"]}
+        assert shown == {"text", "image", "composition"} and all(c["raw"] and c["implies"] for c in r["continued"])
     s = rv.summarize(RESULTS)["default"]
     assert s["seeds"] == 4 and max(s["shaped"]["follows a changed reading"]) == 0
+    assert max(s["needs:text"]["follows a changed reading"]) == 1
 
 
 def test_a_tags_runs_replace_its_earlier_ones_and_keep_the_others(tmp_path):

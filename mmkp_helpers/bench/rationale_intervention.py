@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -65,6 +66,43 @@ def interventions(examples, teacher, seed: int = 0) -> dict[str, dict[str, tuple
     return out
 
 
+def text_interventions(examples, teacher, seed: int = 0) -> dict[str, tuple[str, str]]:
+    """``{id: (prefill, topic the written reading implies)}`` for the text posts (a text post has no
+    picture to reread, so its reading of the *text* is changed): the oracle's rationale up to the
+    end of its reading of the text ("the text names a hat and a trip"; compact: "text: hat"), with
+    the post's topic replaced by another topic that its text does not hold (drawn from a hash of
+    ``seed`` and the id). The text still names the true topic: a student that reasons from what it
+    wrote answers the written topic, one that copies the text answers the true one."""
+    import hashlib
+    from dataclasses import replace
+
+    from mmkp_helpers.prompts import THINK_OPEN
+    from mmkp_helpers.synthetic import TOPICS, keyphrases_of
+    from mmkp_helpers.teacher.oracle import OracleTeacher
+
+    writer = OracleTeacher(style=teacher.style)
+    compact = teacher.style == "compact"
+    out = {}
+    for ex in examples:
+        truth = dict(ex.meta.get("truth") or {})
+        if truth.get("needs") != "text" or not truth.get("topic"):
+            continue
+        words = set(re.findall(r"[a-z]+", ex.text.lower()))
+        others = [t for t in TOPICS if t != truth["topic"] and t not in words]
+        digest = hashlib.sha256(f"text-reread:{seed}:{ex.id}".encode()).digest()
+        topic = others[int.from_bytes(digest[:8], "big") % len(others)]
+        truth["topic"] = topic
+        keyphrases, kinds, cues = keyphrases_of(truth)
+        changed = replace(ex, keyphrases=keyphrases, meta=dict(ex.meta, truth=truth, kinds=kinds, cues=cues))
+        rationale, _, _ = writer.rationale_and_keyphrases(changed)
+        start = rationale.find("text: " if compact else "the text names ")
+        if start < 0:
+            raise AssertionError(f"{ex.id}: no reading of the text in its rationale {rationale!r}")
+        end = start + len("text: ") + len(topic) if compact else rationale.index(": ", start)
+        out[ex.id] = (THINK_OPEN + rationale[:end], topic)
+    return out
+
+
 def hits(example, generation, implied: str) -> dict[str, bool]:
     """One post's flags: ``concludes_reading``, ``answer_reading`` and ``answer_picture`` (see the
     module docstring) of the student's continuation ``generation`` of a prefill whose reading
@@ -78,20 +116,23 @@ def hits(example, generation, implied: str) -> dict[str, bool]:
 
 
 def follows(examples, generations, planned: dict[str, tuple[str, str]]) -> dict[str, bool]:
-    """Per post of ``planned`` (one condition of :func:`interventions`): does the answer of the
-    student's continuation hold the keyphrase its written reading implies?"""
+    """Per post of ``planned`` (one condition of :func:`interventions`, or :func:`text_interventions`):
+    does the answer of the student's continuation hold the keyphrase its written reading implies?"""
     by_id = {g.id: g for g in generations}
-    return {ex.id: hits(ex, by_id[ex.id], planned[ex.id][1])["answer_reading"] for ex in examples if ex.id in planned}
+    return {ex.id: planned[ex.id][1] in [k.lower() for k in by_id[ex.id].keyphrases]
+            for ex in examples if ex.id in planned}
 
 
 def changed_reading(model, processor, examples, teacher, max_new_tokens: int, prompt_keyphrases: int,
                     batch_size: int = 64) -> tuple[dict[str, bool], list]:
     """The ``changed`` condition on a loaded student, for one run (notebook 04's own model):
     ``({id: answer follows the changed reading}, continuations)`` for the posts of ``examples``
-    with shapes. ``teacher``: the oracle, in the style the student was trained on."""
+    with something to read: the picture of a post with shapes (:func:`interventions`), the text
+    of a text post (:func:`text_interventions`). ``teacher``: the oracle, in the style the student
+    was trained on."""
     from mmkp_helpers import inference
 
-    plan = interventions(examples, teacher)["changed"]
+    plan = interventions(examples, teacher)["changed"] | text_interventions(examples, teacher)
     shaped = [ex for ex in examples if ex.id in plan]
     gens = inference.generate(model, processor, shaped, "direct", batch_size=batch_size, max_new_tokens=max_new_tokens,
                               prompt_keyphrases=prompt_keyphrases, progress=False,

@@ -5,13 +5,13 @@
 
 Notebook 04 (section 6) gives every free generation of its own run one verdict, the first check
 it fails (:func:`mmkp_helpers.reading.verdicts`): no rationale, not well-formed, reads the post
-wrongly (the ground-truth check), ignores a changed reading of the picture (the intervention of
-:mod:`mmkp_helpers.bench.rationale_intervention` on the same student), else follows it; a text
-post, with no picture reading to change, ends at "reads truly, nothing changed". That run is one
+wrongly (the ground-truth check), ignores a changed reading (the intervention of
+:mod:`mmkp_helpers.bench.rationale_intervention` on the same student: another reading of the
+picture, or on a text post another topic named by the text), else follows it. That run is one
 seed. This bench gives the same verdicts for the sweep's runs (``bench.cot_seeds``: its
 Fine-tune-CoT adapter and free generations, and its SFT run's generations for "answer = SFT's"),
 so that what notebook 04 says about them rests on every seed. Nothing is trained; the only new
-generation is the intervention's (about 4 s a seed on 2 cores).
+generation is the intervention's (about 6 s a seed on 2 cores).
 """
 from __future__ import annotations
 
@@ -28,11 +28,13 @@ def _read(path: Path) -> list[dict]:
 
 
 def run_seed(seed: int, work: str, tag: str, results_dir: str, batch_size: int = 64) -> dict:
-    """One seed's verdict counts (:func:`mmkp_helpers.reading.verdict_counts`) and, per verdict,
-    one raw generation of a post with a picture (the first in test order)."""
+    """One seed's verdict counts (:func:`mmkp_helpers.reading.verdict_counts`); per verdict, one
+    raw generation of a post with a picture (the first in test order); and, for the first two
+    posts of each kind, the changed reading's prefill, the keyphrase it implies and what the
+    student wrote after it (``continued``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mmkp_helpers import data, experiment, modeling, overlap, reading, training
-    from mmkp_helpers.bench.rationale_intervention import changed_reading
+    from mmkp_helpers.bench.rationale_intervention import changed_reading, interventions, text_interventions
     from mmkp_helpers.teacher.oracle import OracleTeacher
 
     run = Path(work) / f"fine_tune_cot-{tag}-{seed}"
@@ -49,8 +51,15 @@ def run_seed(seed: int, work: str, tag: str, results_dir: str, batch_size: int =
     model, processor = training.load_adapter(str(files[0]), base=modeling.resolve_model(p["model_name"]),
                                              quantize_4bit=p["quantize_4bit"], min_pixels=p["min_pixels"],
                                              max_pixels=p["max_pixels"])
-    followed, _ = changed_reading(model, processor, test, OracleTeacher(style=p["rationale_style"]),
-                                  p["max_new_tokens_cot"], p["prompt_keyphrases"], batch_size=batch_size)
+    teacher = OracleTeacher(style=p["rationale_style"])
+    followed, gens = changed_reading(model, processor, test, teacher, p["max_new_tokens_cot"], p["prompt_keyphrases"],
+                                     batch_size=batch_size)
+    plan = interventions(test, teacher)["changed"] | text_interventions(test, teacher)
+    continued = []
+    for needs in ("text", "image", "composition"):
+        firsts = [ex.id for ex in test if ex.meta["needs"] == needs and ex.id in plan][:2]
+        continued += [{"id": i, "needs": needs, "prefill": plan[i][0], "implies": plan[i][1],
+                       "raw": next(g.raw for g in gens if g.id == i), "follows": followed[i]} for i in firsts]
     rows = reading.verdicts(cot, sft, {ex.id: ex for ex in test}, followed)
     raw = {g["id"]: g["raw"] for g in cot}
     examples = {}
@@ -58,7 +67,7 @@ def run_seed(seed: int, work: str, tag: str, results_dir: str, batch_size: int =
         if r["needs"] != "text" and r["verdict"] not in examples:
             examples[r["verdict"]] = {"id": r["id"], "needs": r["needs"], "raw": raw[r["id"]]}
     return {"seed": seed, "tag": tag, "counts": reading.verdict_counts(rows), "examples": examples,
-            "answer_is_sft": sum(r["answer_is_baseline"] for r in rows)}
+            "continued": continued, "answer_is_sft": sum(r["answer_is_baseline"] for r in rows)}
 
 
 def summarize(path) -> dict:
@@ -80,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [run_seed(s, args.work, args.tag, args.results_dir) for s in args.seeds]
     if args.out:
         save_tag_runs(args.out, "rationale_verdicts", args.tag, rows, args.threads)
-    print(json.dumps({r["seed"]: r["counts"]["shaped"] for r in rows}))
+    print(json.dumps({r["seed"]: {g: r["counts"][g] for g in ("shaped", "needs:text")} for r in rows}))
     return 0
 
 
