@@ -60,6 +60,30 @@ def test_what_the_committed_verdicts_support():
     s = rv.summarize(RESULTS)["default"]
     assert s["seeds"] == 4 and max(s["shaped"]["follows a changed reading"]) == 0
     assert max(s["needs:text"]["follows a changed reading"]) == 1
+    for group, f in s["follows"].items():  # whatever the reading check says, the answer does not follow
+        assert max(f["follows"]) <= 1 and min(f["well_formed"]) >= 0.9 * f["posts"][0], group
+
+
+def test_on_the_combine_benchmark_the_answer_follows_the_rationale_on_the_combine_posts():
+    """The same recipe swept on the combine benchmark (a text primary and a shape's colour mixed by a
+    rule): prefilled with a changed reading, the answer follows it on at least 60% of the combine posts
+    on every seed (and on at least 40% of those whose own generation reads the post truly), against
+    at most 1 post of any kind on the default benchmark; on the composition posts it follows on 5-25%
+    and on the image and text posts on at most 10%. Most combine generations still fail the reading
+    check, so the first-failure verdict alone would hide it."""
+    s = rv.summarize(RESULTS)["default_combine_green"]
+    f = s["follows"]
+    assert s["seeds"] == 4 and f["needs:combine"]["posts"] == [69] * 4
+    for seed in range(4):
+        combine = s["needs:combine"]
+        assert f["needs:combine"]["follows"][seed] >= 0.6 * 69
+        assert f["needs:combine"]["well_formed_follows"][seed] <= f["needs:combine"]["follows"][seed]
+        truly = combine["ignores a changed reading"][seed] + combine["follows a changed reading"][seed]
+        assert combine["follows a changed reading"][seed] >= 0.4 * truly and combine["reads the post wrongly"][seed] > 69 / 2
+        assert 0.05 * 218 <= f["needs:composition"]["follows"][seed] <= 0.25 * 218
+        assert f["needs:image"]["follows"][seed] <= 0.1 * 93 and f["needs:text"]["follows"][seed] <= 0.1 * 160
+    default = rv.summarize(RESULTS)["default"]["follows"]
+    assert max(max(g["follows"]) for g in default.values()) <= 1
 
 
 def test_a_tags_runs_replace_its_earlier_ones_and_keep_the_others(tmp_path):
