@@ -1,5 +1,5 @@
 """The CoT seed sweep: it runs the notebooks' own settings (its seed 0 runs the committed notebooks'
-data and recipe; SFT's scores agree to the last digit), its summaries count seeds honestly, and the measured goals are read the
+data and recipe; every method's scores agree to the last digit), its summaries count seeds honestly, and the measured goals are read the
 same way notebooks 04 and 05 and the README read them."""
 import json
 from pathlib import Path
