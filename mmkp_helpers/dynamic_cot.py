@@ -9,7 +9,8 @@ training computes anyway (the :class:`~mmkp_helpers.training.LossLedger`, filled
 pass itself; no extra pass) and writes each example's target form into the shared
 :class:`~mmkp_helpers.collate.TargetForms`, which the collator reads when it builds the next batch.
 
-**The variant that decides whether reasoning helps** (``benefit``, the default). During a warm-up
+**The variant that decides whether reasoning helps the answer's loss** (``benefit``, the default of
+:class:`PolicySettings`, which needs no judge). During a warm-up
 of ``warmup_epochs`` (at least 2) every example with a rationale trains in *both* forms, one per
 visit, alternating (``TargetForms`` setting ``"both"``), so each has met its answer line after a
 rationale and without one. The ledger keeps, per example, the loss of the answer tokens (after
@@ -24,7 +25,8 @@ a post's kind (what the input shows) predicts it. With ``permute=True`` the labe
 are shuffled among the examples that had both forms (the same number on CoT): the control that
 keeps everything but *which* examples reason.
 
-**The variant that asks whether reasoning makes the answer right** (``correct``, a study). The same
+**The variant that asks whether reasoning makes the answer right** (``correct``, notebook 05's
+default). The same
 warm-up in both forms; at its end the model being trained decodes every example with a rationale
 twice, greedily, forced to reason and forced to answer directly (a ``judge``, e.g. the one
 :func:`mmkp_helpers.experiment.dynamic_run` builds), and an example goes to CoT when its post F1@M
@@ -176,6 +178,7 @@ class DynamicCoTPolicy(TrainerCallback):
         self.forms = forms
         self.ledger = ledger
         self.judge = judge  # correct: (model, ids) -> {id: (F1@M after a rationale, direct F1@M)}
+        self.judge_scores: dict[str, tuple[float, float]] = {}  # correct: the judge's last scores, per id
         self.ids = [r.id for r in records]
         self.eligible = {r.id for r in records if r.cot is not None}
         self.groups = {r.id: example_groups(r) for r in records}
@@ -317,7 +320,7 @@ class DynamicCoTPolicy(TrainerCallback):
             raise ValueError("the correct variant needs a judge: (model, ids) -> {id: (F1@M after a rationale, "
                              "direct F1@M)}, as experiment.dynamic_run builds")
         ids = sorted(self.eligible)
-        scores = self.judge(model, ids)
+        scores = self.judge_scores = self.judge(model, ids)
         labels = self._permuted({i: "cot" if scores[i][0] - scores[i][1] > self.settings.f1_margin else "direct"
                                  for i in ids}, step)
         summary: dict[str, dict] = {}

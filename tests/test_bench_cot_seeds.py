@@ -51,7 +51,7 @@ def test_seed_0_of_the_sweep_is_the_notebooks_run():
     pairs = [(("sft", "free"), ("03_sft_qlora", "sft", "text+image")),
              (("fine_tune_cot", "free"), ("04_fine_tune_cot", "fine_tune_cot", "free")),
              (("fine_tune_cot", "forced_direct"), ("04_fine_tune_cot", "fine_tune_cot", "forced_direct")),
-             (("dynamic_cot", "auto"), ("05_dynamic_cot", "dynamic_cot", "benefit")),
+             (("dynamic_cot", "auto"), ("05_dynamic_cot", "dynamic_cot", "correct")),
              (("dynamic_replay", "auto"), ("05_dynamic_cot", "dynamic_cot", "replay_control"))]
     for key, where in pairs:
         swept, notebook = rows[key], _record(*where)
@@ -131,9 +131,12 @@ def test_what_the_committed_sweep_supports():
     posts'; it is level with SFT over all keyphrases and above it on
     the held-out pairs on 4 of 4 seeds, but by less than +0.05, which SFT leaves no room for (it is
     within 0.05 of the ceiling there and within 0.02 on the composition posts); reasoning costs over
-    5x the tokens. Dynamic CoT reasons on 1 seed of 4 only (and then on most posts, on every text post
-    and fewer composition posts): under half of Fine-tune-CoT's tokens, more than 0.01 below the better baseline, above
-    its exposure-matched control on 2 of 4 seeds."""
+    5x the tokens. Dynamic CoT (notebook 05's default, the correct label) reasons on 2 seeds of 4, on
+    text posts far more than on composition posts: within 0.01 of the better baseline at under half of
+    Fine-tune-CoT's tokens, more than 0.02 below Fine-tune-CoT on the held-out pairs, above its
+    exposure-matched control on 1 of 4 seeds. With the benefit label (the rows tagged `benefit`) it
+    reasons on 1 seed of 4 only (and then on most posts, on every text post and fewer composition
+    posts), more than 0.01 below the better baseline, above its control on 2 of 4 seeds."""
     s = cot_seeds.summarize(SWEEP)
     goal = cot_seeds.goal_fine_tune_cot(s)
     assert goal["well_formed_min"] >= 0.97 and goal["checks"]["well_formed_min"]
@@ -151,11 +154,20 @@ def test_what_the_committed_sweep_supports():
     assert s["gen_tokens_mean"]["fine_tune_cot"] > 5 * s["gen_tokens_mean"]["sft"]
     d = cot_seeds.summarize_dynamic(SWEEP)
     v, checks = d["goal"]["values"], d["goal"]["checks"]
-    assert checks["tokens_ratio"] and not checks["above_control_seeds"] and v["above_control_seeds"] == 2
-    assert not checks["f1m_minus_best_baseline"] and not checks["composition_over_text"] and not d["goal"]["met"]
+    assert checks["think_share"] and checks["f1m_minus_best_baseline"] and checks["tokens_ratio"]
+    assert not checks["composition_over_text"] and not checks["unseen_minus_fine_tune_cot"] and not d["goal"]["met"]
+    assert v["above_control_seeds"] == 1 and v["composition_over_text"] < 0.1
     by_seed = [r["think_share"] for r in _rows() if r["method"] == "dynamic_cot" and r.get("tag", "default") == "default"]
+    assert len(by_seed) == 4 and sum(t > 0 for t in by_seed) == 2
+    b = cot_seeds.summarize_dynamic(SWEEP, tag="benefit")
+    v, checks = b["goal"]["values"], b["goal"]["checks"]
+    assert b["seeds"] == [0, 1, 2, 3] and checks["tokens_ratio"] and v["above_control_seeds"] == 2
+    assert not checks["f1m_minus_best_baseline"] and not checks["composition_over_text"] and not b["goal"]["met"]
+    benefit = [r for r in _rows() if r["method"] == "dynamic_cot" and r["tag"] == "benefit"]
+    assert all(r["policy"]["variant"] == "benefit" for r in benefit)
+    by_seed = [r["think_share"] for r in benefit]
     assert len(by_seed) == 4 and sum(t > 0 for t in by_seed) == 1 and max(by_seed) > 0.5  # one seed reasons, on most posts
-    reasoned = next(r["think_share_by_subset"] for r in _rows() if r["method"] == "dynamic_cot" and r["think_share"] > 0)
+    reasoned = next(r["think_share_by_subset"] for r in benefit if r["think_share"] > 0)
     assert reasoned["needs:text"] == 1.0 > reasoned["needs:composition"]
 
 
@@ -562,32 +574,29 @@ def test_the_default_recipe_is_the_stranger_studys_setting():
 CORRECT = ROOT / "results" / "bench" / "dynamic_correct_study_cpu2.jsonl"
 
 
-def test_what_the_correct_label_study_supports(tmp_path):
-    """docs/measured_figures.md and notebook 05's label study, on the default benchmark (4 seeds, notebook
-    05's settings with variant "correct", its replay and permuted controls). Labelled by decoded
-    correctness, q tells where forced thinking helps far better than with the benefit label (mean AUC
-    over 0.75 against about 0.5, above the benefit run's on every seed) and spreads over 3x wider; the model
-    reasons on 2 of 4 seeds, mostly on text posts; it meets the goal's think-share, F1@M and token
-    counts but not composition-over-text, the held-out pairs or the controls (above its replay control
-    on 1 seed of 4, above its permuted one on 1)."""
-    rows = [json.loads(line) for line in CORRECT.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["tag"] == "correct"]
-    base = [r for r in _rows() if r["method"] in ("sft", "fine_tune_cot") and r["decoding"] == "free"
-            and r.get("tag", "default") == "default"]
-    path = tmp_path / "combined.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in base + rows))
-    d = cot_seeds.summarize_dynamic(path, tag="correct")
-    v, checks = d["goal"]["values"], d["goal"]["checks"]
+def test_what_the_label_comparison_supports():
+    """docs/measured_figures.md and notebook 05's label comparison, on the default benchmark (4 seeds,
+    notebook 05's settings, each label with its replay and permuted controls). Labelled by decoded
+    correctness (`correct`, the default), q tells where forced thinking helps far better than with
+    the benefit label (mean AUC over 0.75 against about 0.5, above the benefit run's on every seed) and
+    spreads over 3x wider; the model reasons on 2 of 4 seeds, mostly on text posts; above its permuted
+    control on 1 seed of 4. The sweep's default rows are the correct-label study's, run before the
+    switch with other job and thread counts, in every field but the timings."""
+    rows = [r for r in _rows() if r.get("tag", "default") == "default" and r["method"].startswith("dynamic")]
+    studied = [json.loads(line) for line in CORRECT.read_text().splitlines() if line.strip()]
+    studied = {(r["method"], r["seed"]): r for r in studied if r["tag"] == "correct"}
+    assert len(rows) == len(studied) == 12
+    same = lambda x: {k: v for k, v in x.items() if k not in ("tag", "train_s", "threads", "seconds_per_post")}  # noqa: E731
+    for r in rows:
+        assert same(r) == same(studied[(r["method"], r["seed"])]), (r["method"], r["seed"])
+    d = cot_seeds.summarize_dynamic(SWEEP)
     assert d["seeds"] == [0, 1, 2, 3] and set(d["methods"]) >= {"dynamic_cot", "dynamic_replay", "dynamic_permuted"}
-    assert checks["think_share"] and checks["f1m_minus_best_baseline"] and checks["tokens_ratio"]
-    assert not checks["composition_over_text"] and not checks["unseen_minus_fine_tune_cot"] and not d["goal"]["met"]
-    assert v["above_control_seeds"] == 1
     dyn = {r["seed"]: r for r in rows if r["method"] == "dynamic_cot"}
     perm = {r["seed"]: r for r in rows if r["method"] == "dynamic_permuted"}
     replay = {r["seed"]: r for r in rows if r["method"] == "dynamic_replay"}
     assert sum(dyn[s]["F1@M"]["all"] > perm[s]["F1@M"]["all"] for s in dyn) == 1
     assert all(replay[s]["cot_visits"] == dyn[s]["cot_visits"] and replay[s]["replay_short_steps"] == 0 for s in dyn)
-    benefit = {r["seed"]: r for r in _rows() if r["method"] == "dynamic_cot" and r.get("tag", "default") == "default"}
+    benefit = {r["seed"]: r for r in _rows() if r["method"] == "dynamic_cot" and r["tag"] == "benefit"}
     auc = lambda rs: sum(r["q_auc_thinking_helps"] for r in rs) / len(rs)  # noqa: E731
     assert auc(dyn.values()) > 0.75 and abs(auc(benefit.values()) - 0.5) < 0.05
     assert all(dyn[s]["q_auc_thinking_helps"] > benefit[s]["q_auc_thinking_helps"] for s in dyn)

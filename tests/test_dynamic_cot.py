@@ -5,6 +5,8 @@ training run the logged CoT share is what trained, and a resumed run ends with t
 uninterrupted one."""
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from transformers import TrainerCallback
@@ -186,7 +188,7 @@ def test_correct_labels_the_posts_a_rationale_makes_right():
     """The correct variant: both forms in the warm-up, one decision at its end; the judge's F1@M after a
     rationale against the direct one decides: e0 and e3 are better with a rationale by more than the
     margin, e1 by exactly the margin (not more), e2 worse, e4 equal; e5 has no rationale and is never
-    judged. Permuted: the same number of posts on CoT, among the judged ones. No judge: a clear error."""
+    judged; the judge's scores stay with the policy. Permuted: the same number of posts on CoT, among the judged ones. No judge: a clear error."""
     recs = _records(n=6, without_rationale=(5,))
     scores = {"e0": (1.0, 0.5), "e1": (0.6, 0.5), "e2": (0.2, 0.9), "e3": (0.8, 0.0), "e4": (0.7, 0.7)}
     asked = []
@@ -203,6 +205,8 @@ def test_correct_labels_the_posts_a_rationale_makes_right():
     d = policy.decide(100, model="the model")
     assert asked == [("the model", ["e0", "e1", "e2", "e3", "e4"])]
     assert policy.cot_ids() == ["e0", "e3"] and d.to_cot == 2 and d.gamma == 0.1
+    assert policy.judge_scores == scores  # kept, so that another margin's decision can be recomputed
+    assert pickle.loads(pickle.dumps(policy)).judge_scores == scores  # ... also on a policy a worker returns
     assert {forms[i] for i in ("e1", "e2", "e4", "e5")} == {"direct"}
     assert d.judged["needs:text"] == {"n": 3, "think_f1": 0.6333, "direct_f1": 0.7, "helps": 1, "to_cot": 1}
     assert d.judged["needs:composition"]["to_cot"] == d.judged["needs:composition"]["helps"] == 1
