@@ -182,9 +182,9 @@ def test_what_the_combine_probe_of_the_default_recipe_supports():
 
 
 def test_what_dynamic_cot_on_the_combine_benchmark_supports():
-    """docs/measured_figures.md: the default Dynamic CoT variant (benefit) with notebook 05's settings
-    on the combine benchmark (green held out). It reasons on every seed (on the default benchmark on
-    1 of 4), but not where reasoning has room: more often on the text posts than on the combine or
+    """docs/measured_figures.md: the Dynamic CoT variant `benefit` (notebook 05's default when it ran)
+    with notebook 05's settings on the combine benchmark (green held out). It reasons on every seed (on
+    the default benchmark on 1 of 4), but not where reasoning has room: more often on the text posts than on the combine or
     composition posts on average; q stays in a band narrower than 0.15 on every seed, and as a
     predictor of where forced thinking scores higher it is near chance (mean AUC under 0.6)."""
     from pathlib import Path
